@@ -1,0 +1,96 @@
+"""Typed, validated run configuration loaded from YAML.
+
+Example:
+    >>> from tfdml.config import load_config
+    >>> cfg = load_config("yaml_configs/emoji.yaml", ["train.epochs=5"])  # doctest: +SKIP
+    >>> cfg.train.epochs  # doctest: +SKIP
+    5
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from tfdml.config.loader import COMMAND_LINE, build, merge, parse_override, read_yaml_chain, set_path, to_dict
+from tfdml.config.schema import Config
+from tfdml.errors import ConfigError
+
+__all__ = ["Config", "load_config", "config_from_dict", "save_config", "to_dict", "diff_configs"]
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load `path` (following `base:` files), apply `key.sub=value` overrides and validate."""
+    raw: dict = {}
+    origins: dict[str, str] = {}
+    for file, data in read_yaml_chain(path) if path is not None else []:
+        merge(raw, data, str(file), origins)
+    for text in overrides:
+        key, value = parse_override(text)
+        update: dict = {}
+        set_path(update, key, value)
+        merge(raw, update, COMMAND_LINE, origins)
+    return config_from_dict(raw, origins)
+
+
+def config_from_dict(raw: dict, origins: dict[str, str] | None = None) -> Config:
+    """Validate a plain mapping (e.g. a saved `config.yaml`) into a `Config`."""
+    config = build(Config, raw, origins or {})
+    _check_registered(config, origins or {})
+    return config
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def diff_configs(a: Config, b: Config, ignore: Sequence[str] = ()) -> list[str]:
+    """Dotted keys whose values differ between two configs (leaves only)."""
+    flat_a, flat_b = _flatten(to_dict(a)), _flatten(to_dict(b))
+    keys = sorted(set(flat_a) | set(flat_b))
+    return [k for k in keys if flat_a.get(k) != flat_b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _check_registered(config: Config, origins: dict[str, str]) -> None:
+    """Names must be registered and their `args` must match the constructor (OML-style registries)."""
+    from tfdml.data.readers import READERS
+    from tfdml.losses import LOSSES
+    from tfdml.models.backbones import BACKBONES
+
+    _check_args("loss", config.loss.name, LOSSES, config.loss.args, "loss.name", "loss.args", origins)
+    _check_args("dataset", config.data.dataset, READERS, config.data.reader_args, "data.dataset",
+                "data.reader_args", origins, reserved=("root",))
+    _check_args("backbone", config.model.backbone, BACKBONES, config.model.backbone_args, "model.backbone",
+                "model.backbone_args", origins, reserved=("input_shape", "weights"))
+
+
+def _check_args(kind: str, name: str, registry: dict, args: dict, name_key: str, args_key: str,
+                origins: dict[str, str], reserved: tuple[str, ...] = ()) -> None:
+    from tfdml.config.loader import _suggest, _where
+
+    if name not in registry:
+        raise ConfigError(f"{_where(name_key, origins)}: unknown {kind} `{name}`{_suggest(name, sorted(registry), '')}"
+                          f" Known: {', '.join(sorted(registry))}")
+    target = registry[name]
+    params = [p for p in inspect.signature(target.__init__ if inspect.isclass(target) else target).parameters
+              if p not in ("self", "args", "kwargs", "name", *reserved)]
+    for key in args:
+        if key not in params:
+            raise ConfigError(
+                f"{_where(f'{args_key}.{key}', origins)}: `{key}` is not an argument of {kind} `{name}`"
+                f"{_suggest(key, params, args_key + '.')} Its arguments: {', '.join(params) or 'none'}"
+            )

@@ -1,0 +1,57 @@
+"""`tfdml-train CONFIG [key.sub=value ...]`: train, validate, test and export one run.
+
+Examples:
+    tfdml-train yaml_configs/emoji.yaml
+    tfdml-train emoji.yaml train.epochs=5 optimizer.learning_rate=3e-4 name=short
+Rerunning the same command resumes from the run's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "yaml_configs"
+
+
+def resolve_config_path(name: str) -> Path:
+    """A path as given, or a bare name (`cars.yaml`, `cars`) looked up in the shipped `yaml_configs/`."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path  # the loader reports it missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tfdml-train", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("config", help="YAML config file, or the name of one in yaml_configs/")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.epochs=5")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from tfdml.config import load_config
+    from tfdml.errors import TfdmlError
+
+    try:
+        config = load_config(resolve_config_path(args.config), args.overrides)
+        from tfdml.training import run
+
+        run(config)
+    except TfdmlError as err:
+        print(f"tfdml-train: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ntfdml-train: interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The typed configuration of a training run.
+
+Every YAML key maps to one field below; the defaults are the emoji demo's. Bounds and choices live in
+each field's metadata so that the loader's errors can say what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+def _f(default: Any, **meta: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _f("emoji")
+    root: Optional[str] = _f(None)
+    reader_args: dict[str, Any] = _f({})
+    image_size: int = _f(32, min=8, max=1024)
+    min_images: int = _f(2, min=1)
+    test_fraction: float = _f(0.5, min=0.0, max=1.0)
+    val_fraction: float = _f(0.1, min=0.0, max=1.0)
+    split_seed: int = _f(0, min=0)
+    cache_in_memory: bool = _f(True)
+
+
+@dataclass
+class SamplerConfig:
+    batch_size: int = _f(128, min=2)
+    m: int = _f(4, min=1)
+
+
+@dataclass
+class AugmentConfig:
+    crop_scale: tuple[float, float] = _f((0.6, 1.0))
+    flip: bool = _f(False)
+    brightness: float = _f(0.2, min=0.0, max=1.0)
+    contrast: float = _f(0.2, min=0.0, max=1.0)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = _f("small_cnn", choices=("small_cnn", "resnet50"))
+    backbone_args: dict[str, Any] = _f({})
+    backbone_weights: Optional[str] = _f(None)
+    embedding_dim: int = _f(128, min=1)
+    pooling: str = _f("avg+max", choices=("avg", "max", "avg+max"))
+    freeze_batchnorm: bool = _f(False)
+
+
+@dataclass
+class LossConfig:
+    name: str = _f("multi_similarity")
+    args: dict[str, Any] = _f({})
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = _f("adam", choices=("adam", "adamw", "sgd"))
+    learning_rate: float = _f(1e-3, min=0.0)
+    weight_decay: float = _f(1e-4, min=0.0)
+    schedule: str = _f("cosine", choices=("constant", "cosine"))
+    warmup_epochs: int = _f(0, min=0)
+    clipnorm: Optional[float] = _f(None, min=0.0)
+    lr_multipliers: dict[str, float] = _f({"backbone": 1.0, "head": 1.0, "loss": 100.0}, keys=("backbone", "head", "loss"))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(40, min=1)
+    steps_per_epoch: Optional[int] = _f(None, min=1)
+    time_budget_s: Optional[float] = _f(None, min=0.0)
+    jit_compile: bool = _f(False)
+    verbose: int = _f(1, choices=(0, 1, 2))
+
+
+@dataclass
+class EvalConfig:
+    ks: tuple[int, ...] = _f((1, 2, 4, 8))
+    monitor: str = _f("map@r", choices=("map@r", "recall@1", "r_precision"))
+    every_epochs: int = _f(1, min=1)
+    batch_size: int = _f(256, min=1)
+    backend: str = _f("auto", choices=("auto", "sklearn", "blockwise"))
+    nmi: bool = _f(False)
+
+
+@dataclass
+class ExportConfig:
+    saved_model: bool = _f(True)
+
+
+@dataclass
+class Config:
+    """A whole run. `name` names the run directory under `output_dir`."""
+
+    name: str = _f("run")
+    output_dir: str = _f("runs")
+    seed: int = _f(0, min=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+# Keys that may change between an interrupted run and its resumption without making the checkpoint
+# belong to another experiment.
+RESUMABLE_KEYS = ("train.epochs", "train.time_budget_s", "train.verbose", "output_dir", "name", "export.saved_model")

@@ -1,0 +1,68 @@
+"""Training glue for retrieval evaluation: embed a dataset, and validate during `fit`.
+
+Example:
+    >>> cb = RetrievalValidation(val_ds, monitor="map@r")            # doctest: +SKIP
+    >>> model.fit(train_ds, epochs=10, callbacks=[cb])                # doctest: +SKIP
+    >>> cb.best_value, cb.best_epoch                                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdml.evaluation.metrics import evaluate_retrieval
+
+
+def embed_dataset(model: keras.Model, dataset: tf.data.Dataset, verbose: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and labels of a finite `(images, labels)` dataset, in dataset order."""
+    embeddings, labels = [], []
+    step = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    progress = keras.utils.Progbar(None, unit_name="batch") if verbose else None
+    for i, (images, batch_labels) in enumerate(dataset):
+        embeddings.append(step(images).numpy())
+        labels.append(batch_labels.numpy())
+        if progress is not None:
+            progress.update(i + 1)
+    return np.concatenate(embeddings).astype(np.float32), np.concatenate(labels)
+
+
+class RetrievalValidation(keras.callbacks.Callback):
+    """Evaluate retrieval on held-out classes every `every_epochs` epochs and keep the best weights.
+
+    Metrics are added to the epoch logs as `val_<metric>` *before* later callbacks (TensorBoard,
+    checkpoints) see them: put this callback first. At the end of training the best weights are
+    restored (`restore_best=True`). Model selection must use validation classes, never test classes.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, *, monitor: str = "map@r", every_epochs: int = 1,
+                 ks: Sequence[int] = (1, 2, 4, 8), backend: str = "auto", restore_best: bool = True,
+                 best_value: float = -np.inf, best_epoch: int = -1) -> None:
+        super().__init__()
+        self.dataset, self.monitor, self.every_epochs = dataset, monitor, every_epochs
+        self.ks, self.backend, self.restore_best = tuple(ks), backend, restore_best
+        self.best_value, self.best_epoch = best_value, best_epoch
+        self.best_weights: list | None = None
+        self.history: list[dict] = []
+
+    def evaluate(self) -> dict[str, float]:
+        embeddings, labels = embed_dataset(self.model, self.dataset)
+        return evaluate_retrieval(embeddings, labels, ks=self.ks, backend=self.backend)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if (epoch + 1) % self.every_epochs:
+            return
+        metrics = self.evaluate()
+        self.history.append({"epoch": epoch + 1, **metrics})
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in metrics.items() if not k.startswith("num_")})
+        if metrics[self.monitor] > self.best_value:
+            self.best_value, self.best_epoch = float(metrics[self.monitor]), epoch + 1
+            self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.restore_best and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)

@@ -1,0 +1,81 @@
+"""Loss base classes and the name -> class registry that YAML configs resolve.
+
+A metric loss is a Keras layer: losses with trainable parameters (proxies) then save, checkpoint and
+distribute with the model that owns them, and every loss gets `get_config` for free.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import keras
+from keras import ops
+
+from tfdml.losses.core import Distance, References, get_distance, pair_weights
+
+LOSSES: dict[str, type["MetricLoss"]] = {}
+T = TypeVar("T", bound=type)
+
+
+def register_loss(name: str) -> Callable[[T], T]:
+    """Register a loss class under `name` (for YAML) and as Keras-serializable (for `.keras` files)."""
+
+    def wrap(cls: T) -> T:
+        if name in LOSSES:
+            raise ValueError(f"loss name {name!r} is already registered by {LOSSES[name].__name__}")
+        LOSSES[name] = cls
+        return keras.saving.register_keras_serializable(package="tfdml", name=cls.__name__)(cls)
+
+    return wrap
+
+
+def get_loss(name: str, **args: Any) -> "MetricLoss":
+    """Instantiate a registered loss, e.g. `get_loss("multi_similarity", alpha=2.0)`."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; known losses: {', '.join(sorted(LOSSES))}")
+    return LOSSES[name](**args)
+
+
+class MetricLoss(keras.layers.Layer):
+    """A loss on `(embeddings [B, D], labels [B])` returning a scalar.
+
+    Computed in float32 whatever the model's precision policy, because exponentials of scaled
+    similarities overflow in float16.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, embeddings: Any, labels: Any) -> Any:
+        raise NotImplementedError
+
+
+class PairLoss(MetricLoss):
+    """A loss over anchor/reference pairs, written once in `from_pairs(values, w_pos, w_neg)`.
+
+    `values [B, M]` are the distance's outputs (similarities or distances, see `Distance`), `w_pos`
+    and `w_neg` non-negative pair weights (hard masks, or Metrix's soft targets `y` and `1 - y`).
+    """
+
+    def __init__(self, distance: str = "cosine", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.distance: Distance = get_distance(distance)
+        self.built = True  # no weights
+
+    def call(self, embeddings: Any, labels: Any) -> Any:
+        return self.compute(embeddings, labels)
+
+    def compute(self, embeddings: Any, labels: Any, references: References | None = None) -> Any:
+        """The loss of `embeddings` against `references` (default: the batch itself)."""
+        embeddings = ops.cast(embeddings, "float32")
+        refs = references if references is not None else References.from_batch(embeddings, labels)
+        values = self.distance(embeddings, ops.cast(refs.embeddings, "float32"))
+        w_pos, w_neg = pair_weights(labels, refs)
+        return self.from_pairs(values, w_pos, w_neg)
+
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "distance": self.distance.name}

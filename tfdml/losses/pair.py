@@ -1,0 +1,96 @@
+"""Pair-based losses on the pair core: contrastive and multi-similarity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras import ops
+
+from tfdml.losses.base import PairLoss, register_loss
+from tfdml.losses.core import reduce, weighted_log1p_sum_exp
+
+
+@register_loss("contrastive")
+class ContrastiveLoss(PairLoss):
+    """Contrastive loss with a positive and a negative margin (Hadsell et al. 2006; PML's form).
+
+    With a distance `d`: positives cost `[d - pos_margin]_+`, negatives `[neg_margin - d]_+`.
+    With a similarity `s`: positives cost `[pos_margin - s]_+`, negatives `[s - neg_margin]_+`.
+    Each of the two terms is reduced separately (default: mean over its non-zero pair terms), then
+    summed. The defaults are CCP's "C2" (Euclidean distance on unit vectors, `m_pos = 0`,
+    `m_neg = 0.5`); C1 is `distance="cosine", pos_margin=1.0, neg_margin=0.5`.
+
+    Example:
+        >>> import numpy as np
+        >>> loss = ContrastiveLoss()
+        >>> emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], "float32")
+        >>> float(loss(emb, np.array([0, 0, 1])))  # negatives sqrt(2) apart: margin met
+        0.0
+    """
+
+    def __init__(self, pos_margin: float = 0.0, neg_margin: float = 0.5, distance: str = "euclidean",
+                 reduction: str = "mean_nonzero", **kwargs: Any) -> None:
+        super().__init__(distance=distance, **kwargs)
+        self.pos_margin, self.neg_margin, self.reduction = float(pos_margin), float(neg_margin), reduction
+
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+        closeness = self.distance.closeness(values)
+        # In closeness space both margins read the same way: positives should be closer than
+        # pos_margin allows, negatives farther than neg_margin.
+        pos_limit = self.distance.closeness(self.pos_margin)
+        neg_limit = self.distance.closeness(self.neg_margin)
+        pos = w_pos * ops.relu(pos_limit - closeness)
+        neg = w_neg * ops.relu(closeness - neg_limit)
+        return reduce(pos, self.reduction) + reduce(neg, self.reduction)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "pos_margin": self.pos_margin, "neg_margin": self.neg_margin,
+                "reduction": self.reduction}
+
+
+@register_loss("multi_similarity")
+class MultiSimilarityLoss(PairLoss):
+    """Multi-similarity loss (Wang et al., CVPR 2019), with optional MS pair mining.
+
+    Per anchor `a` with similarities `s`:
+    `(1/alpha) log(1 + sum_pos exp(-alpha (s - base))) + (1/beta) log(1 + sum_neg exp(beta (s - base)))`,
+    averaged over anchors. Mining (`mining_epsilon` not None) keeps negatives with
+    `s_an > min_p s_ap - eps` and positives with `s_ap < max_n s_an + eps`. Paper defaults:
+    alpha 2, beta 50, base 0.5, epsilon 0.1.
+
+    Example:
+        >>> import numpy as np
+        >>> loss = MultiSimilarityLoss(mining_epsilon=None)
+        >>> emb = np.eye(4, dtype="float32")
+        >>> round(float(loss(emb, np.array([0, 0, 1, 1]))), 4)  # all similarities are 0
+        0.6566
+    """
+
+    def __init__(self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5,
+                 mining_epsilon: float | None = 0.1, distance: str = "cosine", **kwargs: Any) -> None:
+        super().__init__(distance=distance, **kwargs)
+        if not self.distance.is_similarity:
+            raise ValueError("multi_similarity needs a similarity (distance='cosine')")
+        self.alpha, self.beta, self.base = float(alpha), float(beta), float(base)
+        self.mining_epsilon = None if mining_epsilon is None else float(mining_epsilon)
+
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+        if self.mining_epsilon is not None:
+            w_pos, w_neg = self.mine(values, w_pos, w_neg)
+        pos = weighted_log1p_sum_exp(-self.alpha * (values - self.base), w_pos) / self.alpha
+        neg = weighted_log1p_sum_exp(self.beta * (values - self.base), w_neg) / self.beta
+        return ops.mean(pos + neg)
+
+    def mine(self, values: Any, w_pos: Any, w_neg: Any) -> tuple[Any, Any]:
+        """MS pair mining: keep hard negatives and hard positives relative to each other."""
+        values = ops.stop_gradient(values)
+        big = 1e4
+        min_pos = ops.min(ops.where(w_pos > 0, values, big), axis=1, keepdims=True)
+        max_neg = ops.max(ops.where(w_neg > 0, values, -big), axis=1, keepdims=True)
+        keep_neg = ops.cast(values + self.mining_epsilon > min_pos, w_neg.dtype)
+        keep_pos = ops.cast(values - self.mining_epsilon < max_neg, w_pos.dtype)
+        return w_pos * keep_pos, w_neg * keep_neg
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "base": self.base,
+                "mining_epsilon": self.mining_epsilon}

@@ -1,0 +1,97 @@
+"""Backbones: image `[B, H, W, 3]` in pixel values 0-255 -> feature map `[B, h, w, C]`.
+
+Each backbone owns its pixel normalisation, so the data pipeline and exported models always hand
+over plain RGB pixel values (uint8 or float in [0, 255]).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import keras
+from keras import layers, ops
+
+from tfdml.errors import ConfigError
+
+BACKBONES: dict[str, Callable[..., keras.Model]] = {}
+
+
+def register_backbone(name: str) -> Callable:
+    def wrap(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        BACKBONES[name] = fn
+        return fn
+
+    return wrap
+
+
+def build_backbone(name: str, input_shape: tuple[int, int, int], weights: str | None = None, **args: Any) -> keras.Model:
+    """Build a registered backbone, e.g. `build_backbone("small_cnn", (32, 32, 3))`."""
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name](input_shape=input_shape, weights=weights, **args)
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class CaffePreprocess(layers.Layer):
+    """keras.applications' "caffe" convention (ResNet-50): RGB -> BGR, minus the ImageNet mean."""
+
+    def call(self, images: Any) -> Any:
+        mean = ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=self.compute_dtype)
+        return ops.flip(ops.cast(images, self.compute_dtype), axis=-1) - mean
+
+
+@register_backbone("small_cnn")
+def small_cnn(input_shape: tuple[int, int, int] = (32, 32, 3), widths: Sequence[int] = (32, 64, 128, 256),
+              weights: str | None = None) -> keras.Model:
+    """A VGG-style CNN for small images: per width, two 3x3 conv + BN + ReLU, then 2x2 max pooling
+    (none after the last block, whose map the head pools).
+
+    Example:
+        >>> small_cnn((32, 32, 3)).output_shape
+        (None, 4, 4, 256)
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
+    for i, width in enumerate(widths):
+        for j in range(2):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv{j}")(x)
+            x = layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
+            x = layers.ReLU(name=f"block{i}_relu{j}")(x)
+        if i < len(widths) - 1:
+            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    model = keras.Model(inputs, x, name="small_cnn")
+    if weights:
+        _load_weights(model, weights, "small_cnn")
+    return model
+
+
+RESNET50_HINT = (
+    "Keras's ImageNet ResNet-50 file (resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5) cannot be "
+    "downloaded at run time here; copy it from a machine that has it (e.g. ~/.keras/models/) and set "
+    "`model.backbone_weights: /path/to/file` in the config (or model.backbone_weights=... on the command "
+    "line), or set `model.backbone_weights: null` to start from random weights."
+)
+
+
+@register_backbone("resnet50")
+def resnet50(input_shape: tuple[int, int, int] = (224, 224, 3), weights: str | None = None) -> keras.Model:
+    """ResNet-50 from `keras.applications` without its classifier; ImageNet weights from a local file."""
+    inputs = keras.Input(input_shape, name="image")
+    x = CaffePreprocess(name="preprocess")(inputs)
+    core = keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
+    model = keras.Model(inputs, core(x), name="resnet50")
+    if weights:
+        _load_weights(core, weights, "resnet50")
+    return model
+
+
+def _load_weights(model: keras.Model, path: str, name: str) -> None:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        hint = RESNET50_HINT if name == "resnet50" else "Check `model.backbone_weights`."
+        raise ConfigError(f"backbone weights file not found: {file}. {hint}")
+    try:
+        model.load_weights(str(file))
+    except Exception as err:  # noqa: BLE001 - any load failure is a user-facing file problem
+        raise ConfigError(f"could not load {name} weights from {file}: {err}") from None

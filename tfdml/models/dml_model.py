@@ -1,0 +1,191 @@
+"""`DMLModel`: backbone + embedding head + metric loss, with a short custom `train_step`.
+
+Example (a notebook):
+    >>> import keras, tfdml
+    >>> model = tfdml.models.DMLModel(
+    ...     backbone=tfdml.models.build_backbone("small_cnn", (32, 32, 3)),
+    ...     head=tfdml.models.EmbeddingHead(128),
+    ...     loss=tfdml.losses.MultiSimilarityLoss())
+    >>> model.compile(optimizer=keras.optimizers.Adam(1e-3), lr_multipliers={"loss": 100.0})
+    >>> # model.fit(train_ds, epochs=10)   # train_ds yields (images 0-255, integer labels)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tfdml.losses.base import MetricLoss
+from tfdml.models.head import EmbeddingHead
+from tfdml.models.optim import scaled_clone
+
+PARAMETER_GROUPS = ("backbone", "head", "loss")
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class DMLModel(keras.Model):
+    """Images (RGB pixel values 0-255, uint8 or float) -> L2-normalised embeddings.
+
+    The backbone/head split is explicit (`features`, then `embed`) so that methods which act on the
+    feature map (Metrix's feature-level mixing) need no second model class. The metric loss is a
+    layer of the model: its trainable parameters (proxies) form the `loss` parameter group and are
+    saved, restored and exported with everything else.
+    """
+
+    def __init__(self, backbone: keras.Model, head: EmbeddingHead, loss: MetricLoss, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.head = head
+        self.metric_loss = loss
+        self.lr_multipliers: dict[str, float] = {}
+        self.group_optimizers: dict[str, keras.optimizers.Optimizer] = {}
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    # ------------------------------------------------------------------ forward
+
+    def features(self, images: Any, training: bool = False) -> Any:
+        return self.backbone(ops.cast(images, self.compute_dtype), training=training)
+
+    def embed(self, features: Any, training: bool = False) -> Any:
+        return self.head(features, training=training)
+
+    def call(self, images: Any, training: bool = False) -> Any:
+        return self.embed(self.features(images, training), training)
+
+    def build(self, input_shape: tuple) -> None:
+        if not self.head.built:  # a deserialised head arrives built
+            self.head.build(self.backbone.compute_output_shape(input_shape))
+        if not self.metric_loss.built:
+            self.metric_loss.build((input_shape[0], self.head.dim))
+        self.built = True
+
+    # ------------------------------------------------------------------ parameter groups
+
+    def parameter_groups(self) -> dict[str, list]:
+        """Trainable variables by group name: `backbone`, `head` and `loss` (e.g. proxies)."""
+        return {
+            "backbone": list(self.backbone.trainable_variables),
+            "head": list(self.head.trainable_variables),
+            "loss": list(self.metric_loss.trainable_variables),
+        }
+
+    def compile(self, optimizer: Any = "adam", lr_multipliers: Mapping[str, float] | None = None, **kwargs: Any) -> None:
+        """Compile with one optimizer whose learning rate each group scales by its multiplier.
+
+        `lr_multipliers` maps group names (`backbone`, `head`, `loss`) to factors; missing groups use 1.
+        Proxies commonly learn 100x faster: `lr_multipliers={"loss": 100.0}`.
+        """
+        super().compile(optimizer=optimizer, **kwargs)
+        unknown = set(lr_multipliers or {}) - set(PARAMETER_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown parameter group(s) {sorted(unknown)}; groups are {', '.join(PARAMETER_GROUPS)}")
+        self.lr_multipliers = {g: float((lr_multipliers or {}).get(g, 1.0)) for g in PARAMETER_GROUPS}
+        self.group_optimizers = {
+            group: scaled_clone(self.optimizer, factor)
+            for group, factor in self.lr_multipliers.items()
+            if factor != 1.0
+        }
+
+    def optimizer_for(self, group: str) -> keras.optimizers.Optimizer:
+        return self.group_optimizers.get(group, self.optimizer)
+
+    def build_optimizers(self) -> None:
+        """Create each optimizer's slots for its own groups only (also needed before loading a
+        checkpoint's optimizer state). Keras would otherwise build `self.optimizer` on every variable."""
+        partition = self._optimizer_partition()
+        for optimizer in [self.optimizer, *self.group_optimizers.values()]:
+            if not optimizer.built:
+                optimizer.build(partition.get(optimizer, []))
+
+    def fit(self, x: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if not self.built:
+            self.build(_input_shape(x))
+        self.build_optimizers()
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a dataset orders itself (our sampler does)
+        return super().fit(x, *args, **kwargs)
+
+    def _optimizer_partition(self) -> dict[keras.optimizers.Optimizer, list]:
+        partition: dict[keras.optimizers.Optimizer, list] = {}
+        for group, variables in self.parameter_groups().items():
+            partition.setdefault(self.optimizer_for(group), []).extend(variables)
+        return partition
+
+    def apply_gradients(self, gradients: list, variables: list) -> None:
+        """Send each gradient to the optimizer of its variable's parameter group."""
+        by_variable = {id(v): g for g, v in zip(gradients, variables) if g is not None}
+        for optimizer, group_vars in self._optimizer_partition().items():
+            pairs = [(by_variable[id(v)], v) for v in group_vars if id(v) in by_variable]
+            if pairs:
+                optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+
+    # ------------------------------------------------------------------ steps
+
+    def compute_metric_loss(self, images: Any, labels: Any, training: bool) -> Any:
+        embeddings = self(images, training=training)
+        return self.metric_loss(embeddings, labels)
+
+    def train_step(self, data: Any) -> dict:
+        images, labels = data
+        with tf.GradientTape() as tape:
+            loss = self.compute_metric_loss(images, labels, training=True)
+            total = loss + ops.sum(self.losses) if self.losses else loss
+        variables = self.trainable_variables
+        self.apply_gradients(tape.gradient(total, variables), variables)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data: Any) -> dict:
+        images, labels = data
+        self.loss_tracker.update_state(self.compute_metric_loss(images, labels, training=False))
+        return {"loss": self.loss_tracker.result()}
+
+    def predict_step(self, data: Any) -> Any:
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        return self(images, training=False)
+
+    @property
+    def metrics(self) -> list:
+        return [self.loss_tracker]
+
+    # ------------------------------------------------------------------ serialisation
+
+    def build_from_config(self, config: dict) -> None:
+        self.build(config["input_shape"])
+
+    def get_compile_config(self) -> dict | None:
+        if not self.compiled:
+            return None
+        return {"optimizer": keras.saving.serialize_keras_object(self.optimizer), "lr_multipliers": self.lr_multipliers,
+                "jit_compile": self.jit_compile}
+
+    def compile_from_config(self, config: dict) -> None:
+        self.compile(optimizer=keras.saving.deserialize_keras_object(config["optimizer"]),
+                     lr_multipliers=config["lr_multipliers"], jit_compile=config.get("jit_compile", False))
+        if self.built:
+            self.build_optimizers()  # so that the file's optimizer state has slots to load into
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "head": keras.saving.serialize_keras_object(self.head),
+            "loss": keras.saving.serialize_keras_object(self.metric_loss),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "DMLModel":
+        config = dict(config)
+        parts = {k: keras.saving.deserialize_keras_object(config.pop(k)) for k in ("backbone", "head", "loss")}
+        return cls(**parts, **config)
+
+
+def _input_shape(x: Any) -> tuple:
+    """The image batch shape of `fit`'s `x`: a tf.data dataset of (images, labels) or an array."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        return tuple((spec[0] if isinstance(spec, tuple) else spec).shape)
+    return tuple(ops.shape(x))

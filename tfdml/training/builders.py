@@ -1,0 +1,82 @@
+"""Config -> objects: data splits and pipelines, the model, the optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from tfdml.config import Config
+from tfdml.data import DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset
+from tfdml.losses import get_loss
+from tfdml.models import DMLModel, EmbeddingHead, build_backbone
+
+
+@dataclass
+class Data:
+    """A run's class-disjoint tables and its training pipeline."""
+
+    table: DatasetTable
+    train: DatasetTable
+    val: DatasetTable
+    test: DatasetTable
+    sampler: MPerClassSampler
+
+    def train_dataset(self, config: Config, start_epoch: int = 0) -> tf.data.Dataset:
+        aug = config.augment
+        return train_dataset(
+            self.train, self.sampler, image_size=config.data.image_size, seed=config.seed, start_epoch=start_epoch,
+            crop_scale=aug.crop_scale, flip=aug.flip, brightness=aug.brightness, contrast=aug.contrast,
+        )
+
+    def eval_dataset(self, table: DatasetTable, config: Config) -> tf.data.Dataset:
+        return eval_dataset(table, image_size=config.data.image_size, batch_size=config.eval.batch_size)
+
+    def summary(self) -> str:
+        parts = [f"{name} {t.num_classes} classes / {len(t)} images"
+                 for name, t in (("train", self.train), ("val", self.val), ("test", self.test))]
+        return "; ".join(parts)
+
+
+def build_data(config: Config) -> Data:
+    cfg = config.data
+    table = read_dataset(cfg.dataset, root=cfg.root, **cfg.reader_args)
+    table = split_classes(table, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
+                          min_images=cfg.min_images, seed=cfg.split_seed)
+    train = table.subset("train")
+    sampler = MPerClassSampler(train.label, m=config.sampler.m, batch_size=config.sampler.batch_size, seed=config.seed)
+    return Data(table, train, table.subset("val"), table.subset("test"), sampler)
+
+
+def build_model(config: Config) -> DMLModel:
+    cfg = config.model
+    size = config.data.image_size
+    backbone = build_backbone(cfg.backbone, (size, size, 3), weights=cfg.backbone_weights, **cfg.backbone_args)
+    if cfg.freeze_batchnorm:
+        for layer in backbone._flatten_layers():
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+    head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, name="head")
+    loss = get_loss(config.loss.name, **config.loss.args)
+    model = DMLModel(backbone, head, loss, name="dml_model")
+    model.build((None, size, size, 3))
+    return model
+
+
+def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    cfg = config.optimizer
+    total = max(1, config.train.epochs * steps_per_epoch)
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, total - 1)
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = cfg.learning_rate
+    if cfg.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else cfg.learning_rate, decay_steps=total - warmup,
+            warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup,
+        )
+    common = {"learning_rate": rate, "clipnorm": cfg.clipnorm}
+    if cfg.name == "sgd":
+        return keras.optimizers.SGD(momentum=0.9, weight_decay=cfg.weight_decay or None, **common)
+    if cfg.name == "adamw":
+        return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **common)
+    return keras.optimizers.Adam(weight_decay=cfg.weight_decay or None, **common)

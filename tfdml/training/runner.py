@@ -1,0 +1,125 @@
+"""One training run from a config: train, validate, checkpoint, test, export.
+
+The run directory `<output_dir>/<name>/` holds `config.yaml` (fully resolved), `logs/` (TensorBoard),
+`checkpoints/` (`last.keras`, `best.weights.h5`, `state.json`), `metrics.json` and `saved_model/`.
+Running the same command again resumes from `last.keras`.
+
+Example:
+    >>> from tfdml.config import load_config
+    >>> from tfdml.training import run
+    >>> metrics = run(load_config("yaml_configs/emoji.yaml", ["train.epochs=2"]))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from tfdml.config import Config, config_from_dict, diff_configs, save_config
+from tfdml.config.schema import RESUMABLE_KEYS
+from tfdml.errors import ConfigError
+from tfdml.evaluation import evaluate_retrieval
+from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
+from tfdml.export import export_saved_model
+from tfdml.training.builders import build_data, build_model, build_optimizer
+from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
+
+
+def run(config: Config, log: Any = print) -> dict[str, Any]:
+    """Train `config` to the end (or resume it), then evaluate on the test classes and export."""
+    run_dir = Path(config.output_dir) / config.name
+    keras.utils.set_random_seed(config.seed)
+    state = _resume_state(run_dir, config)
+
+    data = build_data(config)
+    log(f"data: {config.data.dataset}: {data.summary()}")
+    steps = config.train.steps_per_epoch or len(data.sampler)
+    model = build_model(config)
+    model.compile(optimizer=build_optimizer(config, steps), lr_multipliers=config.optimizer.lr_multipliers,
+                  jit_compile=config.train.jit_compile)
+    model.build_optimizers()
+
+    validation = RetrievalValidation(data.eval_dataset(data.val, config), monitor=config.eval.monitor,
+                                     every_epochs=config.eval.every_epochs, ks=config.eval.ks,
+                                     backend=config.eval.backend)
+    budget = TimeBudget(config.train.time_budget_s)
+    checkpoint = RunCheckpoint(run_dir / "checkpoints", validation, budget)
+    start_epoch = 0
+    if state is not None:
+        start_epoch = _restore(model, checkpoint, validation, budget, state)
+        log(f"resuming {run_dir} after epoch {start_epoch} (best val {config.eval.monitor} "
+            f"{validation.best_value:.4f} at epoch {validation.best_epoch})")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+
+    out_of_time = config.train.time_budget_s is not None and budget.spent_s >= config.train.time_budget_s
+    if start_epoch < config.train.epochs and not out_of_time:
+        callbacks = [
+            validation,  # first: later callbacks log and checkpoint its val_* metrics
+            NaNGuard(f" The last good checkpoint is {checkpoint.last_path}." if start_epoch else ""),
+            budget,
+            checkpoint,
+            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+        ]
+        model.fit(data.train_dataset(config, start_epoch), epochs=config.train.epochs, initial_epoch=start_epoch,
+                  steps_per_epoch=steps, callbacks=callbacks, verbose=config.train.verbose)
+    elif validation.best_weights is not None:
+        model.set_weights(validation.best_weights)
+
+    embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
+    test = evaluate_retrieval(embeddings, labels, ks=config.eval.ks, backend=config.eval.backend,
+                              compute_nmi=config.eval.nmi, seed=config.seed)
+    metrics = {
+        "test": test,
+        "best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},
+        "validation": validation.history,
+        "train_time_s": round(budget.spent_s, 1),
+        "data": data.summary(),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
+    if config.export.saved_model:
+        path = export_saved_model(model, run_dir / "saved_model", image_size=config.data.image_size)
+        log(f"exported SavedModel: {path}")
+    return metrics
+
+
+def _resume_state(run_dir: Path, config: Config) -> dict | None:
+    """The checkpoint state to resume from, after checking the checkpoint belongs to this config."""
+    state_path, saved_config = run_dir / "checkpoints" / "state.json", run_dir / "config.yaml"
+    if not state_path.is_file():
+        return None
+    import yaml
+
+    try:
+        previous = config_from_dict(yaml.safe_load(saved_config.read_text()))
+    except Exception as err:  # noqa: BLE001 - an unreadable saved config means another version or config
+        raise ConfigError(f"{saved_config} cannot be read as a tfdml config ({err}); use another `name=` "
+                          f"or delete {run_dir} to start over") from None
+    changed = diff_configs(previous, config, ignore=RESUMABLE_KEYS)
+    if changed:
+        raise ConfigError(
+            f"{run_dir} holds a checkpoint of another config (differs in: {', '.join(changed)}). "
+            f"Rerun with the same config to resume, pick another run with `name=...`, or delete {run_dir}."
+        )
+    return json.loads(state_path.read_text())
+
+
+def _restore(model: Any, checkpoint: RunCheckpoint, validation: RetrievalValidation, budget: TimeBudget,
+             state: dict) -> int:
+    try:
+        if checkpoint.best_path.is_file():
+            model.load_weights(str(checkpoint.best_path))
+            validation.best_weights = model.get_weights()
+        model.load_weights(str(checkpoint.last_path))
+    except Exception as err:  # noqa: BLE001
+        raise ConfigError(f"checkpoint {checkpoint.directory} does not fit the model of this config: {err}") from None
+    validation.best_value, validation.best_epoch = float(state["best_value"]), int(state["best_epoch"])
+    validation.history = list(state.get("validation", []))
+    budget.spent_s = float(state.get("spent_s", 0.0))
+    return int(state["epoch"])
