@@ -76,7 +76,8 @@ def test_override_errors_name_the_command_line():
         ("optimizer.schedule=linear", "allowed values: 'constant', 'cosine'"),
         ("augment.flip=maybe", "true or false"),
         ("augment.crop_scale=[0.5]", "must have 2 items"),
-        ("optimizer.lr_multipliers.proxies=100", "did you mean `optimizer.lr_multipliers.loss`"),
+        ("optimizer.lr_multipliers.proxies=100", "Valid keys under optimizer.lr_multipliers: backbone, head, loss"),
+        ("optimizer.lr_multipliers.heads=10", "did you mean `optimizer.lr_multipliers.head`"),
     ],
 )
 def test_wrong_types_and_ranges_say_what_is_allowed(override, expected):

@@ -1,0 +1,236 @@
+"""tf.data pipelines from a :class:`~tfdml.data.table.DatasetTable`.
+
+Images come out as float32 RGB pixel values in ``[0, 255]`` (the models' input contract: each
+backbone normalises its input itself, and exported models take the same values); transparent pixels are composited onto white
+(emoji have transparent backgrounds). Tables with in-memory ``images`` gather whole batches from
+one constant tensor; path tables decode files in parallel. Training augmentation is random
+resized crop, optional flip and brightness/contrast jitter, drawn with stateless ops seeded by
+``(seed, step)`` so runs repeat.
+
+Example:
+    >>> from tfdml.data import MPerClassSampler, read_emoji, split_classes  # doctest: +SKIP
+    >>> train = split_classes(read_emoji()).subset("train")  # doctest: +SKIP
+    >>> sampler = MPerClassSampler(train.label, m=4, batch_size=64)  # doctest: +SKIP
+    >>> images, labels = next(iter(train_dataset(train, sampler, image_size=32)))  # doctest: +SKIP
+    >>> images.shape, labels.dtype  # doctest: +SKIP
+    (TensorShape([64, 32, 32, 3]), tf.int32)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfdml.data.sampler import MPerClassSampler
+from tfdml.data.table import DatasetTable
+from tfdml.errors import DataError
+
+_NOT_AN_IMAGE = "tfdml: not a JPEG, PNG, GIF or BMP image:"
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _tf_message(err: tf.errors.OpError) -> str:
+    """The first line of a TensorFlow error without its ``{{function_node ...}}`` prefix."""
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*", "", err.message).splitlines()[0].strip()
+
+
+def _composite_on_white(x: tf.Tensor) -> tf.Tensor:
+    """Float ``[..., H, W, C]`` with C = 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) to RGB on white."""
+    c = tf.shape(x)[-1]
+    rgb = tf.cond(c >= 3, lambda: x[..., :3], lambda: tf.repeat(x[..., :1], 3, axis=-1))
+    alpha = tf.cond(tf.equal(c % 2, 0), lambda: x[..., -1:], lambda: tf.ones_like(x[..., :1]))
+    out = rgb * alpha + (1.0 - alpha)
+    out.set_shape(x.shape[:-1] + [3])
+    return out
+
+
+def _decode_file(path: tf.Tensor) -> tf.Tensor:
+    """One image file to float32 RGB ``[H, W, 3]``; a non-image file fails naming the path."""
+    data = tf.io.read_file(path)
+    # A magic-byte check costs nothing next to decoding and lets the error name the file.
+    ok = tf.reduce_any([tf.equal(tf.strings.substr(data, 0, len(m)), m) for m in _MAGIC])
+    with tf.control_dependencies([tf.debugging.Assert(ok, [_NOT_AN_IMAGE, path])]):
+        x = tf.io.decode_image(data, expand_animations=False)
+    return _composite_on_white(tf.image.convert_image_dtype(x, tf.float32))
+
+
+def _random_boxes(n: int | tf.Tensor, seed: tf.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
+                  aspect: float | tf.Tensor = 1.0) -> tf.Tensor:
+    """``[n, 4]`` normalised ``y1, x1, y2, x2`` crops covering ``scale`` of the area, width:height in ``ratio``.
+
+    ``aspect`` is the image's width / height, so ``ratio`` holds in pixels, not in normalised units.
+    """
+    u = tf.random.stateless_uniform([n, 4], seed)
+    area = scale[0] + (scale[1] - scale[0]) * u[:, 0]
+    r = tf.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[:, 1])
+    w = tf.minimum(1.0, tf.sqrt(area * r / aspect))  # clipping beats torchvision's retry loop on a batch
+    h = tf.minimum(1.0, tf.sqrt(area * aspect / r))
+    y1, x1 = u[:, 2] * (1.0 - h), u[:, 3] * (1.0 - w)
+    return tf.stack([y1, x1, y1 + h, x1 + w], axis=1)
+
+
+def _jitter(x: tf.Tensor, seed: tf.Tensor, flip: bool, brightness: float, contrast: float) -> tf.Tensor:
+    """Per-image flip, contrast and brightness on a batch ``[B, H, W, 3]`` in ``[0, 1]``."""
+    u = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 3], seed)
+    if flip:
+        x = tf.where(u[..., :1] < 0.5, tf.reverse(x, axis=[2]), x)
+    if contrast:
+        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        x = (x - mean) * (1.0 + contrast * (2.0 * u[..., 1:2] - 1.0)) + mean
+    if brightness:
+        x = x + brightness * (2.0 * u[..., 2:3] - 1.0)
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def train_dataset(
+    table: DatasetTable,
+    sampler: MPerClassSampler,
+    *,
+    image_size: int,
+    seed: int = 0,
+    crop_scale: tuple[float, float] = (0.6, 1.0),
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = False,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    start_epoch: int = 0,
+) -> tf.data.Dataset:
+    """Endless augmented batches ``(images float32 [B, S, S, 3] in [0, 255], labels int32 [B])``.
+
+    Labels are ``table.dense_labels()`` (``0..table.num_classes-1``), so proxy losses can size
+    their proxies with ``table.num_classes``; pair losses only use their equality. Flip is off by
+    default: many emoji (arrows, hands, flags, text) change meaning when mirrored.
+    """
+    if len(sampler.labels) != len(table) or not np.array_equal(
+            np.unique(sampler.labels, return_inverse=True)[1], table.dense_labels()):
+        raise DataError(f"the sampler was built for other labels ({len(sampler.labels)} rows) than this table "
+                        f"({len(table)} rows); build it with MPerClassSampler(table.label, ...)")
+    size, batch = [image_size, image_size], sampler.batch_size
+    labels = tf.constant(table.dense_labels(), tf.int32)
+    steps = sampler.as_dataset(start_epoch).enumerate()
+
+    def seeds(step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        base = tf.stack([tf.constant(seed, tf.int64), step])
+        return (tf.random.experimental.stateless_fold_in(base, 0),
+                tf.random.experimental.stateless_fold_in(base, 1))
+
+    def finish(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        step = tf.reshape(step, [-1])[0]  # file batches carry their step once per image
+        return _jitter(x, seeds(step)[1], flip, brightness, contrast) * 255.0, y
+
+    if table.images is not None:
+        pixels = tf.constant(table.images)
+        aspect = table.images.shape[2] / table.images.shape[1]
+
+        def load_batch(step: tf.Tensor, idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            x = _composite_on_white(tf.image.convert_image_dtype(tf.gather(pixels, idx), tf.float32))
+            boxes = _random_boxes(batch, seeds(step)[0], crop_scale, crop_ratio, aspect)
+            x = tf.image.crop_and_resize(x, boxes, tf.range(batch), size)
+            return x, tf.gather(labels, idx), step
+
+        ds = steps.map(load_batch, num_parallel_calls=AUTOTUNE)
+    else:
+        paths = tf.constant(table.path)
+
+        def load_one(step: tf.Tensor, i: tf.Tensor, j: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            # Crop each image before batching: files differ in size, so the crop cannot wait.
+            x = _decode_file(tf.gather(paths, i))
+            hw = tf.cast(tf.shape(x)[:2], tf.float32)
+            box = _random_boxes(1, tf.random.experimental.stateless_fold_in(seeds(step)[0], j),
+                                crop_scale, crop_ratio, hw[1] / hw[0])
+            return tf.image.crop_and_resize(x[None], box, [0], size)[0], tf.gather(labels, i), step
+
+        ds = (steps.map(lambda step, idx: (tf.fill([batch], step), idx, tf.range(batch, dtype=tf.int64)))
+              .unbatch()
+              .map(load_one, num_parallel_calls=AUTOTUNE)
+              .batch(batch, drop_remainder=True))
+    return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+
+
+def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int) -> tf.data.Dataset:
+    """Batches ``(images float32 [b, S, S, 3] in [0, 255], labels int32 [b])`` in table order, unaugmented.
+
+    Labels are the global ``table.label``. Files are resized so the shorter side is
+    ``image_size`` and centre-cropped; in-memory images are resized to ``image_size``.
+    """
+    labels = tf.constant(table.label, tf.int32)
+    if table.images is not None:
+        pixels = tf.constant(table.images)
+
+        def load_batch(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x = _composite_on_white(tf.image.convert_image_dtype(tf.gather(pixels, idx), tf.float32))
+            if table.images.shape[1:3] != (image_size, image_size):
+                x = tf.image.resize(x, [image_size, image_size], antialias=True)
+            return x * 255.0, tf.gather(labels, idx)
+
+        ds = tf.data.Dataset.range(len(table)).batch(batch_size).map(load_batch, num_parallel_calls=AUTOTUNE)
+    else:
+        def load_one(path: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x = _decode_file(path)
+            hw = tf.cast(tf.shape(x)[:2], tf.float32)
+            new = tf.cast(tf.round(hw * image_size / tf.reduce_min(hw)), tf.int32)
+            x = tf.image.resize(x, new, antialias=True)
+            return tf.image.resize_with_crop_or_pad(x, image_size, image_size) * 255.0, y
+
+        ds = (tf.data.Dataset.from_tensor_slices((table.path, labels))
+              .map(load_one, num_parallel_calls=AUTOTUNE).batch(batch_size))
+    return ds.prefetch(AUTOTUNE)
+
+
+def validate_images(table: DatasetTable, *, decode: bool = False, max_listed: int = 5) -> None:
+    """Raise a DataError naming the files that are missing or not images.
+
+    Checks existence and the format's magic bytes (fast); with ``decode=True`` also decodes every
+    file, which finds truncated files too. Tables with in-memory images pass trivially.
+    """
+    if table.images is not None:
+        return
+    bad: list[str] = []
+    for path in table.path:
+        p = Path(path)
+        if not p.is_file():
+            bad.append(f"{path} (missing)")
+            continue
+        with open(p, "rb") as f:
+            head = f.read(8)
+        if not head.startswith(_MAGIC):
+            bad.append(f"{path} (not a JPEG, PNG, GIF or BMP file)")
+        elif decode:
+            try:
+                tf.io.decode_image(tf.io.read_file(str(p)), expand_animations=False)
+            except tf.errors.InvalidArgumentError as err:
+                bad.append(f"{path} (cannot be decoded: {_tf_message(err)})")
+    if bad:
+        listed = "; ".join(bad[:max_listed]) + (f"; and {len(bad) - max_listed} more" if len(bad) > max_listed else "")
+        raise DataError(f"{len(bad)} of {len(table)} image files cannot be read: {listed}. "
+                        "Fix or remove them, or drop their rows from the dataset list")
+
+
+@contextlib.contextmanager
+def reraise_data_errors() -> Iterator[None]:
+    """Turn TensorFlow errors about unreadable image files, raised while iterating, into DataErrors.
+
+    Example:
+        >>> with reraise_data_errors():  # doctest: +SKIP
+        ...     model.fit(train_dataset(...), ...)
+    """
+    try:
+        yield
+    except tf.errors.NotFoundError as err:
+        raise DataError(f"an image file is missing: {_tf_message(err)}") from None
+    except tf.errors.InvalidArgumentError as err:
+        named = re.search(r"\[" + re.escape(_NOT_AN_IMAGE) + r"\] \[(.*)\]", err.message)
+        if named:
+            raise DataError(f"{named.group(1)} is {_NOT_AN_IMAGE.removeprefix('tfdml: ').rstrip(':')}; fix or "
+                            "remove it (tfdml.data.validate_images(table) lists every such file)") from None
+        if "Decode" in err.message:
+            raise DataError(f"an image file cannot be decoded ({_tf_message(err)}); run "
+                            "tfdml.data.validate_images(table, decode=True) to find it") from None
+        raise
