@@ -41,6 +41,8 @@ class AugmentConfig:
     flip: bool = _f(False)
     brightness: float = _f(0.2, min=0.0, max=1.0)
     contrast: float = _f(0.2, min=0.0, max=1.0)
+    saturation: float = _f(0.0, min=0.0, max=1.0)
+    grayscale: float = _f(0.0, min=0.0, max=1.0)  # probability
 
 
 @dataclass

@@ -4,7 +4,7 @@ Images come out as float32 RGB pixel values in ``[0, 255]`` (the models' input c
 backbone normalises its input itself, and exported models take the same values); transparent pixels are composited onto white
 (emoji have transparent backgrounds). Tables with in-memory ``images`` gather whole batches from
 one constant tensor; path tables decode files in parallel. Training augmentation is random
-resized crop, optional flip and brightness/contrast jitter, drawn with stateless ops seeded by
+resized crop, optional flip, brightness/contrast/saturation jitter and random greyscale, drawn with stateless ops seeded by
 ``(seed, step)`` so runs repeat.
 
 Example:
@@ -76,9 +76,10 @@ def _random_boxes(n: int | tf.Tensor, seed: tf.Tensor, scale: tuple[float, float
     return tf.stack([y1, x1, y1 + h, x1 + w], axis=1)
 
 
-def _jitter(x: tf.Tensor, seed: tf.Tensor, flip: bool, brightness: float, contrast: float) -> tf.Tensor:
-    """Per-image flip, contrast and brightness on a batch ``[B, H, W, 3]`` in ``[0, 1]``."""
-    u = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 3], seed)
+def _jitter(x: tf.Tensor, seed: tf.Tensor, flip: bool, brightness: float, contrast: float,
+            saturation: float = 0.0, grayscale: float = 0.0) -> tf.Tensor:
+    """Per-image flip, contrast, brightness, saturation and random greyscale on ``[B, H, W, 3]`` in ``[0, 1]``."""
+    u = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 5], seed)
     if flip:
         x = tf.where(u[..., :1] < 0.5, tf.reverse(x, axis=[2]), x)
     if contrast:
@@ -86,6 +87,11 @@ def _jitter(x: tf.Tensor, seed: tf.Tensor, flip: bool, brightness: float, contra
         x = (x - mean) * (1.0 + contrast * (2.0 * u[..., 1:2] - 1.0)) + mean
     if brightness:
         x = x + brightness * (2.0 * u[..., 2:3] - 1.0)
+    if saturation or grayscale:
+        grey = tf.reduce_sum(x * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+        factor = 1.0 + saturation * (2.0 * u[..., 3:4] - 1.0)
+        factor = tf.where(u[..., 4:5] < grayscale, 0.0, factor)  # greyscale is saturation 0
+        x = grey + (x - grey) * factor
     return tf.clip_by_value(x, 0.0, 1.0)
 
 
@@ -100,10 +106,13 @@ def train_dataset(
     flip: bool = False,
     brightness: float = 0.2,
     contrast: float = 0.2,
-    start_epoch: int = 0,
+    saturation: float = 0.0,
+    grayscale: float = 0.0,
+    start_step: int = 0,
 ) -> tf.data.Dataset:
     """Endless augmented batches ``(images float32 [B, S, S, 3] in [0, 255], labels int32 [B])``.
 
+    ``start_step`` resumes the stream at that batch (e.g. ``epochs_done * steps_per_epoch``).
     Labels are ``table.dense_labels()`` (``0..table.num_classes-1``), so proxy losses can size
     their proxies with ``table.num_classes``; pair losses only use their equality. Flip is off by
     default: many emoji (arrows, hands, flags, text) change meaning when mirrored.
@@ -114,7 +123,10 @@ def train_dataset(
                         f"({len(table)} rows); build it with MPerClassSampler(table.label, ...)")
     size, batch = [image_size, image_size], sampler.batch_size
     labels = tf.constant(table.dense_labels(), tf.int32)
-    steps = sampler.as_dataset(start_epoch).enumerate()
+    # Resuming at batch `start_step` of the endless stream replays the same batches and the same
+    # augmentation (seeded by the step) as an uninterrupted run.
+    epoch, offset = divmod(start_step, len(sampler))
+    steps = sampler.as_dataset(epoch).skip(offset).enumerate(start=start_step)
 
     def seeds(step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         base = tf.stack([tf.constant(seed, tf.int64), step])
@@ -123,7 +135,7 @@ def train_dataset(
 
     def finish(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         step = tf.reshape(step, [-1])[0]  # file batches carry their step once per image
-        return _jitter(x, seeds(step)[1], flip, brightness, contrast) * 255.0, y
+        return _jitter(x, seeds(step)[1], flip, brightness, contrast, saturation, grayscale) * 255.0, y
 
     if table.images is not None:
         pixels = tf.constant(table.images)

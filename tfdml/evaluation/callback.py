@@ -8,7 +8,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import weakref
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -17,10 +18,21 @@ import tensorflow as tf
 from tfdml.evaluation.metrics import evaluate_retrieval
 
 
+_EMBED_FUNCTIONS: "weakref.WeakKeyDictionary[keras.Model, Callable]" = weakref.WeakKeyDictionary()
+
+
+def _embed_function(model: keras.Model) -> Callable:
+    """One traced inference function per model, reused by every evaluation of that model."""
+    if model not in _EMBED_FUNCTIONS:
+        _EMBED_FUNCTIONS[model] = tf.function(
+            lambda images: model(images, training=False), reduce_retracing=True, autograph=False)
+    return _EMBED_FUNCTIONS[model]
+
+
 def embed_dataset(model: keras.Model, dataset: tf.data.Dataset, verbose: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and labels of a finite `(images, labels)` dataset, in dataset order."""
     embeddings, labels = [], []
-    step = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
+    step = _embed_function(model)
     progress = keras.utils.Progbar(None, unit_name="batch") if verbose else None
     for i, (images, batch_labels) in enumerate(dataset):
         embeddings.append(step(images).numpy())

@@ -8,7 +8,8 @@ import keras
 import tensorflow as tf
 
 from tfdml.config import Config
-from tfdml.data import DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset
+from tfdml.data import (DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset,
+                        validate_images)
 from tfdml.losses import get_loss
 from tfdml.models import DMLModel, EmbeddingHead, build_backbone
 
@@ -23,11 +24,12 @@ class Data:
     test: DatasetTable
     sampler: MPerClassSampler
 
-    def train_dataset(self, config: Config, start_epoch: int = 0) -> tf.data.Dataset:
+    def train_dataset(self, config: Config, start_step: int = 0) -> tf.data.Dataset:
         aug = config.augment
         return train_dataset(
-            self.train, self.sampler, image_size=config.data.image_size, seed=config.seed, start_epoch=start_epoch,
+            self.train, self.sampler, image_size=config.data.image_size, seed=config.seed, start_step=start_step,
             crop_scale=aug.crop_scale, flip=aug.flip, brightness=aug.brightness, contrast=aug.contrast,
+            saturation=aug.saturation, grayscale=aug.grayscale,
         )
 
     def eval_dataset(self, table: DatasetTable, config: Config) -> tf.data.Dataset:
@@ -42,6 +44,7 @@ class Data:
 def build_data(config: Config) -> Data:
     cfg = config.data
     table = read_dataset(cfg.dataset, root=cfg.root, **cfg.reader_args)
+    validate_images(table)  # name unreadable files now, not mid-epoch
     table = split_classes(table, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                           min_images=cfg.min_images, seed=cfg.split_seed)
     train = table.subset("train")

@@ -21,6 +21,7 @@ import keras
 
 from tfdml.config import Config, config_from_dict, diff_configs, save_config
 from tfdml.config.schema import RESUMABLE_KEYS
+from tfdml.data import reraise_data_errors
 from tfdml.errors import ConfigError
 from tfdml.evaluation import evaluate_retrieval
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
@@ -65,12 +66,15 @@ def run(config: Config, log: Any = print) -> dict[str, Any]:
             checkpoint,
             keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         ]
-        model.fit(data.train_dataset(config, start_epoch), epochs=config.train.epochs, initial_epoch=start_epoch,
-                  steps_per_epoch=steps, callbacks=callbacks, verbose=config.train.verbose)
+        with reraise_data_errors():
+            model.fit(data.train_dataset(config, start_epoch * steps), epochs=config.train.epochs,
+                      initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
+                      verbose=config.train.verbose)
     elif validation.best_weights is not None:
         model.set_weights(validation.best_weights)
 
-    embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
+    with reraise_data_errors():
+        embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
     test = evaluate_retrieval(embeddings, labels, ks=config.eval.ks, backend=config.eval.backend,
                               compute_nmi=config.eval.nmi, seed=config.seed)
     metrics = {
