@@ -37,6 +37,9 @@ def test_loss_args_are_replaced_not_merged(tmp_path):
     child = write(tmp_path, "child.yaml", "base: base.yaml\nloss: {name: contrastive, args: {neg_margin: 0.4}}\n")
     cfg = load_config(child)
     assert cfg.loss.args == {"neg_margin": 0.4}
+    # ...but a command-line override sets one argument and keeps the others.
+    cfg = load_config(tmp_path / "base.yaml", ["loss.args.alpha=3"])
+    assert cfg.loss.args == {"alpha": 3, "beta": 50.0}
 
 
 def test_mistyped_key_names_key_file_and_nearest(tmp_path):

@@ -1,12 +1,23 @@
 """tfdml: deep metric learning for TensorFlow and Keras 3.
 
+Submodules load on first use, so `import tfdml` is instant and the command line can configure
+TensorFlow's logging before TensorFlow starts.
+
 Example:
     >>> import tfdml
     >>> loss = tfdml.losses.MultiSimilarityLoss()
 """
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from tfdml import config, data, errors, evaluation, export, losses, models  # noqa: E402
+_SUBMODULES = ("config", "data", "errors", "evaluation", "export", "losses", "models", "training")
+__all__ = [*_SUBMODULES, "__version__"]
 
-__all__ = ["config", "data", "errors", "evaluation", "export", "losses", "models", "__version__"]
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tfdml.{name}")
+    raise AttributeError(f"module 'tfdml' has no attribute {name!r}")

@@ -22,3 +22,7 @@ class ConfigError(TfdmlError):
 
 class DataError(TfdmlError):
     """A dataset is missing, malformed or cannot be read."""
+
+
+NON_FINITE_HINT = ("Lower optimizer.learning_rate, set optimizer.clipnorm (e.g. 10), or check the loss arguments "
+                   "and the input images.")

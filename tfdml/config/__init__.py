@@ -16,7 +16,8 @@ from typing import Sequence
 
 import yaml
 
-from tfdml.config.loader import COMMAND_LINE, build, merge, parse_override, read_yaml_chain, set_path, to_dict
+from tfdml.config.loader import (COMMAND_LINE, build, merge, parse_override, read_yaml_chain, record_origin, set_path,
+                                 to_dict)
 from tfdml.config.schema import Config
 from tfdml.errors import ConfigError
 
@@ -30,10 +31,10 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     for file, data in read_yaml_chain(path) if path is not None else []:
         merge(raw, data, str(file), origins)
     for text in overrides:
+        # Set the one leaf (not a merge): `loss.args.alpha=3` keeps the file's other loss arguments.
         key, value = parse_override(text)
-        update: dict = {}
-        set_path(update, key, value)
-        merge(raw, update, COMMAND_LINE, origins)
+        set_path(raw, key, value)
+        record_origin(origins, key, value, COMMAND_LINE)
     return config_from_dict(raw, origins)
 
 

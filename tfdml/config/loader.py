@@ -85,10 +85,15 @@ def merge(into: dict, update: Mapping, origin: str, origins: dict[str, str], pre
             merge(into[key], value, origin, origins, path + ".")
         else:
             into[key] = value
-            origins[path] = origin
-            for sub in _leaf_paths(value, path):
-                origins[sub] = origin
+            record_origin(origins, path, value, origin)
     return into
+
+
+def record_origin(origins: dict[str, str], path: str, value: Any, origin: str) -> None:
+    """Remember that `origin` set `path` (and every key below it)."""
+    origins[path] = origin
+    for sub in _leaf_paths(value, path):
+        origins[sub] = origin
 
 
 # Mappings whose keys are user-chosen (loss arguments, lr multipliers) are replaced, not merged,

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdml.errors import NON_FINITE_HINT, TfdmlError
 from tfdml.evaluation.metrics import evaluate_retrieval
 
 
@@ -60,14 +61,17 @@ class RetrievalValidation(keras.callbacks.Callback):
         self.best_weights: list | None = None
         self.history: list[dict] = []
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, epoch: int = -1) -> dict[str, float]:
         embeddings, labels = embed_dataset(self.model, self.dataset)
+        if not np.isfinite(embeddings).all():
+            raise TfdmlError(f"the model's embeddings became NaN or infinite by the end of epoch {epoch + 1}. "
+                             f"{NON_FINITE_HINT}")
         return evaluate_retrieval(embeddings, labels, ks=self.ks, backend=self.backend)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if (epoch + 1) % self.every_epochs:
             return
-        metrics = self.evaluate()
+        metrics = self.evaluate(epoch)
         self.history.append({"epoch": epoch + 1, **metrics})
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in metrics.items() if not k.startswith("num_")})

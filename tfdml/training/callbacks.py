@@ -11,7 +11,7 @@ from typing import Any
 
 import keras
 
-from tfdml.errors import TfdmlError
+from tfdml.errors import NON_FINITE_HINT, TfdmlError
 from tfdml.evaluation.callback import RetrievalValidation
 
 
@@ -31,8 +31,7 @@ class NaNGuard(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             raise TfdmlError(
                 f"the training loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}. "
-                "Lower optimizer.learning_rate, set optimizer.clipnorm (e.g. 10), or check the loss "
-                f"arguments and the input images.{self.checkpoint_hint}"
+                f"{NON_FINITE_HINT}{self.checkpoint_hint}"
             )
 
 

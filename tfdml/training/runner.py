@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 
@@ -30,8 +30,11 @@ from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 
 
-def run(config: Config, log: Any = print) -> dict[str, Any]:
-    """Train `config` to the end (or resume it), then evaluate on the test classes and export."""
+def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
+    """Train `config` to the end (or resume it), then evaluate on the test classes and export.
+
+    `callbacks` run after tfdml's own (validation, checkpointing), so they see `val_*` metrics.
+    """
     run_dir = Path(config.output_dir) / config.name
     keras.utils.set_random_seed(config.seed)
     state = _resume_state(run_dir, config)
@@ -65,6 +68,7 @@ def run(config: Config, log: Any = print) -> dict[str, Any]:
             budget,
             checkpoint,
             keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+            *callbacks,
         ]
         with reraise_data_errors():
             model.fit(data.train_dataset(config, start_epoch * steps), epochs=config.train.epochs,
