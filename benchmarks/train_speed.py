@@ -29,9 +29,9 @@ def rate(fn, steps: int, batch: int) -> float:
     return steps * batch / (time.perf_counter() - start)
 
 
-def compiled_model(config, jit: bool, steps_per_epoch: int):
+def compiled_model(config, data, jit: bool, steps_per_epoch: int):
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config)
+    model = build_model(config, num_classes=data.train.num_classes)
     model.compile(build_optimizer(config, steps_per_epoch), lr_multipliers=config.optimizer.lr_multipliers,
                   jit_compile=jit)
     return model
@@ -53,7 +53,7 @@ def main() -> None:
 
     results = {"tf.data pipeline alone": rate(lambda s: [next(iterator) for _ in range(s)], args.steps * 4, batch)}
     for jit in (False, True):
-        model = compiled_model(config, jit, n)
+        model = compiled_model(config, data, jit, n)
         label = "XLA" if jit else "no XLA"
         results[f"train step, cached batch, {label}"] = rate(
             lambda s: model.fit(repeated, steps_per_epoch=s, epochs=1, verbose=0), args.steps, batch)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdml.losses import ContrastiveLoss, MultiSimilarityLoss, References, core, get_loss
+from tfdml.losses import ContrastiveLoss, MultiSimilarityLoss, ProxyAnchorLoss, References, core, get_loss
 
 rng = np.random.default_rng(0)
 
@@ -151,5 +151,40 @@ def test_registry_and_serialisation():
     loss = get_loss("multi_similarity", alpha=3.0, mining_epsilon=None)
     clone = MultiSimilarityLoss.from_config(loss.get_config())
     assert (clone.alpha, clone.mining_epsilon) == (3.0, None)
-    with pytest.raises(ValueError, match="known losses: contrastive, multi_similarity"):
+    with pytest.raises(ValueError, match="known losses: contrastive, multi_similarity, proxy_anchor"):
         get_loss("arcface_typo")
+
+
+def np_proxy_anchor(emb, labels, proxies, alpha, delta):
+    sim = unit(emb) @ unit(proxies).T  # [B, C]
+    pos_terms, neg_terms = [], []
+    for c in range(len(proxies)):
+        pos = labels == c
+        if pos.any():
+            pos_terms.append(np.log1p(np.exp(-alpha * (sim[pos, c] - delta)).sum()))
+        neg_terms.append(np.log1p(np.exp(alpha * (sim[~pos, c] + delta)).sum()))
+    return np.mean(pos_terms) + np.mean(neg_terms)
+
+
+def test_proxy_anchor_matches_numpy_formula_and_owns_its_proxies():
+    emb, labels = unit(rng.normal(size=(12, 6))).astype("float32"), rng.integers(0, 4, 12)  # class 4 absent
+    loss = ProxyAnchorLoss(num_classes=5, alpha=8.0, delta=0.1)
+    value = float(loss(emb, labels))
+    assert [w.name for w in loss.trainable_weights] == ["proxies"] and loss.proxies.shape == (5, 6)
+    assert value == pytest.approx(np_proxy_anchor(emb, labels, loss.proxies.numpy(), 8.0, 0.1), rel=1e-5)
+
+
+def test_proxy_anchor_by_hand_when_embeddings_sit_on_their_proxies():
+    loss = ProxyAnchorLoss(num_classes=2, alpha=1.0, delta=0.0)
+    loss.build((None, 2))
+    loss.proxies.assign(np.eye(2, dtype="float32"))
+    # One sample per class exactly on its proxy (s = 1) and orthogonal to the other (s = 0).
+    expected = np.log1p(np.exp(-1.0)) + np.log1p(np.exp(0.0))
+    assert float(loss(np.eye(2, dtype="float32"), np.array([0, 1]))) == pytest.approx(expected, rel=1e-6)
+
+
+def test_proxies_per_class_label_proxies_cyclically():
+    loss = ProxyAnchorLoss(num_classes=3, proxies_per_class=2)
+    loss.build((None, 4))
+    assert loss.proxies.shape == (6, 4)
+    np.testing.assert_array_equal(loss.proxy_references().labels, [0, 1, 2, 0, 1, 2])

@@ -134,3 +134,19 @@ def test_resnet50_loads_local_weights_file(tmp_path):
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     caffe = keras.applications.resnet50.preprocess_input(images.copy())
     np.testing.assert_allclose(backbone(images), reference(caffe), atol=1e-4)
+
+
+def test_proxies_live_with_the_loss_and_learn_at_their_own_rate(tmp_path):
+    from tfdml.losses import ProxyAnchorLoss
+
+    model = tiny_model(ProxyAnchorLoss(num_classes=8))
+    groups = model.parameter_groups()
+    assert [v.name for v in groups["loss"]] == ["proxies"] and groups["loss"][0].shape == (8, 8)
+    model.compile(keras.optimizers.SGD(1e-3), lr_multipliers={"loss": 100.0})
+    before = model.metric_loss.proxies.numpy().copy()
+    images, labels = batch()
+    model.fit(images, labels, batch_size=32, epochs=1, verbose=0)
+    assert not np.allclose(before, model.metric_loss.proxies.numpy())
+    model.save(tmp_path / "pa.keras")
+    loaded = keras.models.load_model(tmp_path / "pa.keras")
+    np.testing.assert_array_equal(loaded.metric_loss.proxies.numpy(), model.metric_loss.proxies.numpy())

@@ -4,6 +4,7 @@ from tfdml.losses import core
 from tfdml.losses.base import LOSSES, MetricLoss, PairLoss, get_loss, register_loss
 from tfdml.losses.core import References
 from tfdml.losses.pair import ContrastiveLoss, MultiSimilarityLoss
+from tfdml.losses.proxy import ProxyAnchorLoss, ProxyLoss
 
 __all__ = ["core", "LOSSES", "MetricLoss", "PairLoss", "References", "get_loss", "register_loss",
-           "ContrastiveLoss", "MultiSimilarityLoss"]
+           "ContrastiveLoss", "MultiSimilarityLoss", "ProxyAnchorLoss", "ProxyLoss"]

@@ -136,7 +136,8 @@ def pair_weights(labels: Any, references: References) -> tuple[Any, Any]:
 
     Self-pairs (the diagonal of batch references) and invalid memory slots get weight 0 in both.
     """
-    same = ops.cast(ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(references.labels, 0)), "float32")
+    anchors, refs = ops.cast(labels, "int32"), ops.cast(references.labels, "int32")
+    same = ops.cast(ops.equal(ops.expand_dims(anchors, 1), ops.expand_dims(refs, 0)), "float32")
     keep = ops.ones_like(same)
     if references.is_batch:
         keep = keep - ops.eye(ops.shape(same)[0], ops.shape(same)[1], dtype="float32")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import keras
@@ -10,7 +11,7 @@ import tensorflow as tf
 from tfdml.config import Config
 from tfdml.data import (DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset,
                         validate_images)
-from tfdml.losses import get_loss
+from tfdml.losses import LOSSES, get_loss
 from tfdml.models import DMLModel, EmbeddingHead, build_backbone
 
 
@@ -52,7 +53,8 @@ def build_data(config: Config) -> Data:
     return Data(table, train, table.subset("val"), table.subset("test"), sampler)
 
 
-def build_model(config: Config) -> DMLModel:
+def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
+    """The model of `config`; `num_classes` (training classes) sizes proxy losses unless `loss.args` sets it."""
     cfg = config.model
     size = config.data.image_size
     backbone = build_backbone(cfg.backbone, (size, size, 3), weights=cfg.backbone_weights, **cfg.backbone_args)
@@ -61,7 +63,10 @@ def build_model(config: Config) -> DMLModel:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
     head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, name="head")
-    loss = get_loss(config.loss.name, **config.loss.args)
+    loss_args = dict(config.loss.args)
+    if "num_classes" in inspect.signature(LOSSES[config.loss.name].__init__).parameters:
+        loss_args.setdefault("num_classes", num_classes)
+    loss = get_loss(config.loss.name, **loss_args)
     model = DMLModel(backbone, head, loss, name="dml_model")
     model.build((None, size, size, 3))
     return model

@@ -42,7 +42,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     data = build_data(config)
     log(f"data: {config.data.dataset}: {data.summary()}")
     steps = config.train.steps_per_epoch or len(data.sampler)
-    model = build_model(config)
+    model = build_model(config, num_classes=data.train.num_classes)
     model.compile(optimizer=build_optimizer(config, steps), lr_multipliers=config.optimizer.lr_multipliers,
                   jit_compile=config.train.jit_compile)
     model.build_optimizers()
