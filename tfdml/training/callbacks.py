@@ -88,11 +88,6 @@ class RunCheckpoint(keras.callbacks.Callback):
         }
         _atomic(self.state_path, lambda p: Path(p).write_text(json.dumps(state, indent=1)))
 
-    def read_state(self) -> dict[str, Any] | None:
-        if self.state_path.is_file() and self.last_path.is_file():
-            return json.loads(self.state_path.read_text())
-        return None
-
 
 def _atomic(path: Path, write: Any) -> None:
     tmp = path.with_name(f".tmp.{path.name}")

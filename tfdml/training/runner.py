@@ -100,7 +100,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
 def _resume_state(run_dir: Path, config: Config) -> dict | None:
     """The checkpoint state to resume from, after checking the checkpoint belongs to this config."""
     state_path, saved_config = run_dir / "checkpoints" / "state.json", run_dir / "config.yaml"
-    if not state_path.is_file():
+    if not (state_path.is_file() and state_path.with_name("last.keras").is_file()):
         return None
     import yaml
 
