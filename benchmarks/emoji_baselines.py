@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
         "untrained network (random init)": evaluate_retrieval(embed_dataset(build_model(config), test)[0], labels),
     }
     print(f"test: {data.test.num_classes} classes / {len(data.test)} images (split seed {config.data.split_seed})\n")
-    print(f"| method | R@1 | R@4 | R-Precision | MAP@R |\n|---|---|---|---|---|")
+    print("| method | R@1 | R@4 | R-Precision | MAP@R |\n|---|---|---|---|---|")
     for name, m in rows.items():
         print(f"| {name} | {m['recall@1']:.3f} | {m['recall@4']:.3f} | {m['r_precision']:.3f} | {m['map@r']:.3f} |")
 

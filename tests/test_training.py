@@ -13,7 +13,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tfdml.config import load_config
 from tfdml.errors import ConfigError, TfdmlError

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from pathlib import Path
 from typing import Sequence

@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
