@@ -65,6 +65,8 @@ class ProxyAnchorLoss(ProxyLoss):
 
     def compute(self, embeddings: Any, labels: Any, references: References | None = None) -> Any:
         # Proxies are the anchors and the batch is their reference set: the transpose of the usual pairs.
+        if references is not None:
+            raise ValueError("proxy_anchor compares its proxies with the batch; it takes no other references")
         proxies = self.proxy_references()
         values = ops.transpose(self.distance(ops.cast(embeddings, "float32"), proxies.embeddings))
         w_pos, w_neg = pair_weights(proxies.labels, References(embeddings, labels))

@@ -18,9 +18,9 @@ from tfdml.evaluation.callback import RetrievalValidation
 class NaNGuard(keras.callbacks.Callback):
     """Stop with a clear error (not a silent NaN model) when the training loss stops being finite."""
 
-    def __init__(self, checkpoint_hint: str = "") -> None:
+    def __init__(self, checkpoint: Path | None = None) -> None:
         super().__init__()
-        self.checkpoint_hint = checkpoint_hint
+        self.checkpoint = checkpoint
         self.epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -29,9 +29,11 @@ class NaNGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
+            hint = (f" The last good checkpoint is {self.checkpoint}."
+                    if self.checkpoint is not None and self.checkpoint.is_file() else "")
             raise TfdmlError(
                 f"the training loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}. "
-                f"{NON_FINITE_HINT}{self.checkpoint_hint}"
+                f"{NON_FINITE_HINT}{hint}"
             )
 
 

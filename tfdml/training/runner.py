@@ -63,7 +63,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     if start_epoch < config.train.epochs and not out_of_time:
         callbacks = [
             validation,  # first: later callbacks log and checkpoint its val_* metrics
-            NaNGuard(f" The last good checkpoint is {checkpoint.last_path}." if start_epoch else ""),
+            NaNGuard(checkpoint.last_path),
             budget,
             checkpoint,
             keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
