@@ -5,7 +5,8 @@ backbone normalises its input itself, and exported models take the same values);
 (emoji have transparent backgrounds). Tables with in-memory ``images`` gather whole batches from
 one constant tensor; path tables decode files in parallel. Training augmentation is random
 resized crop, optional flip, brightness/contrast/saturation jitter and random greyscale, drawn with stateless ops seeded by
-``(seed, step)`` so runs repeat.
+``(seed, step)`` so runs repeat. With ``bbox_crop=True`` both pipelines first crop each image to its
+``table.bbox`` (rows without a box keep the whole image), as CUB and Cars196 papers do.
 
 Example:
     >>> from tfdml.data import MPerClassSampler, read_emoji, split_classes  # doctest: +SKIP
@@ -61,6 +62,30 @@ def _decode_file(path: tf.Tensor) -> tf.Tensor:
     return _composite_on_white(tf.image.convert_image_dtype(x, tf.float32))
 
 
+def _crop_to_box(x: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
+    """``[H, W, C]`` cropped to the pixel box ``x1, y1, x2, y2`` (clipped, at least 1 px); NaN keeps it whole."""
+    hw = tf.cast(tf.shape(x)[:2], tf.float32)
+    box = tf.where(tf.reduce_all(tf.math.is_finite(box)), box, tf.stack([0.0, 0.0, hw[1], hw[0]]))
+    lo = tf.clip_by_value(tf.floor(tf.stack([box[1], box[0]])), 0.0, hw - 1.0)
+    hi = tf.clip_by_value(tf.math.ceil(tf.stack([box[3], box[2]])), lo + 1.0, hw)
+    lo, hi = tf.cast(lo, tf.int32), tf.cast(hi, tf.int32)
+    return x[lo[0]:hi[0], lo[1]:hi[1]]
+
+
+def _unit_boxes(table: DatasetTable) -> tuple[np.ndarray, np.ndarray]:
+    """In-memory images' boxes for ``crop_and_resize`` and their width / height in pixels; whole images where absent.
+
+    Rounded as :func:`_crop_to_box` does; ``crop_and_resize`` maps 0 and 1 to the first and last
+    pixel centres, so a box spans the centres of its first and last pixels.
+    """
+    h, w = table.images.shape[1:3]
+    box = np.where(np.isfinite(table.bbox).all(axis=1, keepdims=True), table.bbox, [0.0, 0.0, w, h])
+    lo = np.clip(np.floor(box[:, [1, 0]]), 0, [h - 1, w - 1])
+    hi = np.clip(np.ceil(box[:, [3, 2]]), lo + 1, [h, w])
+    unit = np.concatenate([lo, hi - 1], axis=1) / np.tile([max(h - 1, 1), max(w - 1, 1)], 2)
+    return unit.astype(np.float32), ((hi - lo)[:, 1] / (hi - lo)[:, 0]).astype(np.float32)
+
+
 def _random_boxes(n: int | tf.Tensor, seed: tf.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
                   aspect: float | tf.Tensor = 1.0) -> tf.Tensor:
     """``[n, 4]`` normalised ``y1, x1, y2, x2`` crops covering ``scale`` of the area, width:height in ``ratio``.
@@ -109,6 +134,7 @@ def train_dataset(
     saturation: float = 0.0,
     grayscale: float = 0.0,
     start_step: int = 0,
+    bbox_crop: bool = False,
 ) -> tf.data.Dataset:
     """Endless augmented batches ``(images float32 [B, S, S, 3] in [0, 255], labels int32 [B])``.
 
@@ -140,20 +166,30 @@ def train_dataset(
     if table.images is not None:
         pixels = tf.constant(table.images)
         aspect = table.images.shape[2] / table.images.shape[1]
+        if bbox_crop:
+            outer, outer_aspect = (tf.constant(v) for v in _unit_boxes(table))
 
         def load_batch(step: tf.Tensor, idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             x = _composite_on_white(tf.image.convert_image_dtype(tf.gather(pixels, idx), tf.float32))
-            boxes = _random_boxes(batch, seeds(step)[0], crop_scale, crop_ratio, aspect)
+            if bbox_crop:  # the random crop is drawn inside each object box, in the box's own aspect
+                lo, hi = tf.split(tf.gather(outer, idx), 2, axis=1)
+                extent = hi - lo
+                boxes = _random_boxes(batch, seeds(step)[0], crop_scale, crop_ratio, tf.gather(outer_aspect, idx))
+                boxes = tf.concat([lo, lo], axis=1) + boxes * tf.concat([extent, extent], axis=1)
+            else:
+                boxes = _random_boxes(batch, seeds(step)[0], crop_scale, crop_ratio, aspect)
             x = tf.image.crop_and_resize(x, boxes, tf.range(batch), size)
             return x, tf.gather(labels, idx), step
 
         ds = steps.map(load_batch, num_parallel_calls=AUTOTUNE)
     else:
-        paths = tf.constant(table.path)
+        paths, bboxes = tf.constant(table.path), tf.constant(table.bbox)
 
         def load_one(step: tf.Tensor, i: tf.Tensor, j: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             # Crop each image before batching: files differ in size, so the crop cannot wait.
             x = _decode_file(tf.gather(paths, i))
+            if bbox_crop:
+                x = _crop_to_box(x, tf.gather(bboxes, i))
             hw = tf.cast(tf.shape(x)[:2], tf.float32)
             box = _random_boxes(1, tf.random.experimental.stateless_fold_in(seeds(step)[0], j),
                                 crop_scale, crop_ratio, hw[1] / hw[0])
@@ -166,32 +202,37 @@ def train_dataset(
     return ds.map(finish, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
 
-def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int) -> tf.data.Dataset:
+def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int, bbox_crop: bool = False) -> tf.data.Dataset:
     """Batches ``(images float32 [b, S, S, 3] in [0, 255], labels int32 [b])`` in table order, unaugmented.
 
     Labels are the global ``table.label``. Files are resized so the shorter side is
-    ``image_size`` and centre-cropped; in-memory images are resized to ``image_size``.
+    ``image_size`` and centre-cropped; in-memory images are resized to ``image_size``. With
+    ``bbox_crop`` each image is first cropped to its ``table.bbox`` where it has one.
     """
     labels = tf.constant(table.label, tf.int32)
     if table.images is not None:
         pixels = tf.constant(table.images)
+        outer = tf.constant(_unit_boxes(table)[0]) if bbox_crop else None
 
         def load_batch(idx: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             x = _composite_on_white(tf.image.convert_image_dtype(tf.gather(pixels, idx), tf.float32))
-            if table.images.shape[1:3] != (image_size, image_size):
+            if bbox_crop:
+                x = tf.image.crop_and_resize(x, tf.gather(outer, idx), tf.range(tf.shape(idx)[0]),
+                                             [image_size, image_size])
+            elif table.images.shape[1:3] != (image_size, image_size):
                 x = tf.image.resize(x, [image_size, image_size], antialias=True)
             return x * 255.0, tf.gather(labels, idx)
 
         ds = tf.data.Dataset.range(len(table)).batch(batch_size).map(load_batch, num_parallel_calls=AUTOTUNE)
     else:
-        def load_one(path: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            x = _decode_file(path)
+        def load_one(path: tf.Tensor, y: tf.Tensor, box: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x = _crop_to_box(_decode_file(path), box) if bbox_crop else _decode_file(path)
             hw = tf.cast(tf.shape(x)[:2], tf.float32)
             new = tf.cast(tf.round(hw * image_size / tf.reduce_min(hw)), tf.int32)
             x = tf.image.resize(x, new, antialias=True)
             return tf.image.resize_with_crop_or_pad(x, image_size, image_size) * 255.0, y
 
-        ds = (tf.data.Dataset.from_tensor_slices((table.path, labels))
+        ds = (tf.data.Dataset.from_tensor_slices((table.path, labels, table.bbox))
               .map(load_one, num_parallel_calls=AUTOTUNE).batch(batch_size))
     return ds.prefetch(AUTOTUNE)
 

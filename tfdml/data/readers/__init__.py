@@ -7,7 +7,7 @@ Example:
     >>> read_dataset("nope")
     Traceback (most recent call last):
     ...
-    tfdml.errors.DataError: unknown dataset 'nope'; known datasets: emoji
+    tfdml.errors.DataError: unknown dataset 'nope'; known datasets: cars, csv, cub, emoji, folder, inshop, sop
 """
 
 from __future__ import annotations
@@ -44,4 +44,9 @@ def read_dataset(name: str, **kwargs: Any) -> DatasetTable:
 
 
 # Imported last, for their registration side effect.
+from tfdml.data.readers import cars as _cars  # noqa: E402,F401
+from tfdml.data.readers import cub as _cub  # noqa: E402,F401
 from tfdml.data.readers import emoji as _emoji  # noqa: E402,F401
+from tfdml.data.readers import folder as _folder  # noqa: E402,F401
+from tfdml.data.readers import inshop as _inshop  # noqa: E402,F401
+from tfdml.data.readers import sop as _sop  # noqa: E402,F401
