@@ -1,99 +1,156 @@
-"""The pair core and the first losses against plain numpy formulas and hand-computed cases."""
+"""Every loss against an independent numpy formula (value and gradient), hand-computed cases, and bad input."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdml.losses import ContrastiveLoss, MultiSimilarityLoss, ProxyAnchorLoss, References, core, get_loss
+import reference_losses as ref
+from tfdml.losses import (ArcFaceLoss, ContrastiveLoss, CrossBatchMemory, MultiSimilarityLoss, NormalizedSoftmaxLoss,
+                          ProxyAnchorLoss, ProxyNCAPlusPlusLoss, References, SoftTripleLoss, TripletLoss, core,
+                          get_loss)
 
 rng = np.random.default_rng(0)
+C, K = 4, 2  # classes and proxies per class of the proxy cases
+
+# id -> (tfdml loss factory, numpy formula f(emb, labels, proxies))
+CASES = {
+    "contrastive_c2": (lambda: ContrastiveLoss(0.1, 0.9), lambda e, y, p: ref.contrastive_c2(e, y, 0.1, 0.9)),
+    "contrastive_c1": (lambda: ContrastiveLoss.c1(0.3), lambda e, y, p: ref.contrastive_c1(e, y, 0.3)),
+    "triplet_all": (lambda: TripletLoss(0.4), lambda e, y, p: ref.triplet(e, y, 0.4)),
+    "triplet_semihard": (lambda: TripletLoss(0.4, mining="semihard"), lambda e, y, p: ref.triplet(e, y, 0.4, "semihard")),
+    "triplet_hard": (lambda: TripletLoss(0.4, mining="hard"), lambda e, y, p: ref.triplet(e, y, 0.4, "hard")),
+    "multi_similarity": (lambda: MultiSimilarityLoss(2.0, 10.0, 0.5, mining_epsilon=None),
+                         lambda e, y, p: ref.multi_similarity(e, y, 2.0, 10.0, 0.5)),
+    "multi_similarity_mined": (lambda: MultiSimilarityLoss(2.0, 10.0, 0.5, mining_epsilon=0.1),
+                               lambda e, y, p: ref.multi_similarity(e, y, 2.0, 10.0, 0.5, eps=0.1)),
+    "proxy_anchor": (lambda: ProxyAnchorLoss(C, K, alpha=8.0), lambda e, y, p: ref.proxy_anchor(e, y, p, 8.0, 0.1, C)),
+    "normalized_softmax": (lambda: NormalizedSoftmaxLoss(C, K, temperature=0.5),
+                           lambda e, y, p: ref.normalized_softmax(e, y, p, 0.5, C)),
+    "proxy_nca_pp": (lambda: ProxyNCAPlusPlusLoss(C, K, temperature=0.5),
+                     lambda e, y, p: ref.proxy_nca_pp(e, y, p, 0.5, C)),
+    "arcface": (lambda: ArcFaceLoss(C, scale=4.0, margin=0.3), lambda e, y, p: ref.arcface(e, y, p, 4.0, 0.3)),
+    "soft_triple": (lambda: SoftTripleLoss(C, 3, scale=5.0, gamma=0.5, tau=0.2, margin=0.1),
+                    lambda e, y, p: ref.soft_triple(e, y, p, C, 3, 5.0, 0.5, 0.2, 0.1)),
+}
 
 
-def unit(x):
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+def make(case, dim=4, seed=0):
+    """A loss, embeddings (unit rows, as the model gives), labels, and proxies set to known values."""
+    r = np.random.default_rng(seed)
+    loss = CASES[case][0]()
+    emb = ref.unit(r.normal(size=(12, dim)))
+    labels = np.repeat(np.arange(C), 3)
+    proxies = None
+    if hasattr(loss, "proxies_per_class"):
+        loss.build((None, dim))
+        proxies = r.normal(size=tuple(loss.proxies.shape))
+        loss.proxies.assign(proxies.astype("float32"))
+    return loss, emb, labels, proxies
 
 
-def np_multi_similarity(emb, labels, alpha, beta, base, eps):
-    sim = unit(emb) @ unit(emb).T  # cosine similarity normalises, as the loss does
-    total = 0.0
-    for i in range(len(emb)):
-        pos = (labels == labels[i]) & (np.arange(len(emb)) != i)
-        neg = labels != labels[i]
-        if eps is not None:
-            min_pos = sim[i][pos].min() if pos.any() else np.inf
-            max_neg = sim[i][neg].max() if neg.any() else -np.inf
-            pos, neg = pos & (sim[i] - eps < max_neg), neg & (sim[i] + eps > min_pos)
-        total += np.log1p(np.exp(-alpha * (sim[i][pos] - base)).sum()) / alpha
-        total += np.log1p(np.exp(beta * (sim[i][neg] - base)).sum()) / beta
-    return total / len(emb)
-
-
-def np_contrastive(emb, labels, pos_margin, neg_margin):
-    dist = np.sqrt(np.maximum(((emb[:, None] - emb[None]) ** 2).sum(-1), 0))
-    same = labels[:, None] == labels[None]
-    off = ~np.eye(len(emb), dtype=bool)
-    pos = np.maximum(dist[same & off] - pos_margin, 0)
-    neg = np.maximum(neg_margin - dist[~same], 0)
-    mean_nz = lambda v: v[v > 0].mean() if (v > 0).any() else 0.0
-    return mean_nz(pos) + mean_nz(neg)
-
-
-@pytest.mark.parametrize("eps", [None, 0.1])
-def test_multi_similarity_matches_numpy_formula(eps):
-    emb, labels = unit(rng.normal(size=(24, 8))), np.repeat(np.arange(6), 4)
-    loss = MultiSimilarityLoss(alpha=2.0, beta=10.0, base=0.5, mining_epsilon=eps)
-    expected = np_multi_similarity(emb, labels, 2.0, 10.0, 0.5, eps)
-    assert float(loss(emb.astype("float32"), labels)) == pytest.approx(expected, rel=1e-4)
-
-
-def test_contrastive_matches_numpy_formula():
-    emb, labels = unit(rng.normal(size=(20, 6))), np.repeat(np.arange(5), 4)
-    loss = ContrastiveLoss(pos_margin=0.2, neg_margin=1.2)
-    assert float(loss(emb.astype("float32"), labels)) == pytest.approx(np_contrastive(emb, labels, 0.2, 1.2), rel=1e-5)
-
-
-def test_gradients_match_finite_differences():
-    emb = tf.Variable(unit(rng.normal(size=(8, 4))).astype("float64"))
-    labels = np.repeat(np.arange(4), 2)
-    loss = MultiSimilarityLoss(mining_epsilon=None, beta=10.0)
+def tf_value_and_grads(loss, emb, labels):
+    x = tf.Variable(emb.astype("float32"))
     with tf.GradientTape() as tape:
-        value = loss.compute(emb, labels)
-    grad = tape.gradient(value, emb).numpy()
-    x = emb.numpy()
-    h = 1e-3
-    bump = np.zeros_like(x)
-    bump[2, 1] = h
-    numeric = (np_multi_similarity(x + bump, labels, 2, 10, 0.5, None) - np_multi_similarity(x - bump, labels, 2, 10, 0.5, None)) / (2 * h)
-    assert grad[2, 1] == pytest.approx(numeric, rel=1e-3, abs=1e-5)
+        value = loss(x, labels)
+    variables = [x] + list(loss.trainable_variables)
+    return float(value), [g.numpy() for g in tape.gradient(value, variables)]
 
 
-def test_contrastive_is_zero_when_margins_hold_and_known_by_hand_otherwise():
-    collinear = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], "float32")
-    labels = np.array([0, 0, 1, 1])
-    assert float(ContrastiveLoss(neg_margin=1.0)(collinear, labels)) == 0.0  # negatives sqrt(2) apart
-    # Negatives at sqrt(2) with margin 2: each of the 8 ordered negative pairs costs 2 - sqrt(2).
-    assert float(ContrastiveLoss(neg_margin=2.0)(collinear, labels)) == pytest.approx(2 - np.sqrt(2), rel=1e-6)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_value_and_gradient_match_numpy_formula(case):
+    loss, emb, labels, proxies = make(case)
+    formula = CASES[case][1]
+    value, grads = tf_value_and_grads(loss, emb, labels)
+    assert value == pytest.approx(formula(emb, labels, proxies), rel=1e-4, abs=1e-6)
+    assert value > 0  # the random case is not trivially zero
+    numeric = ref.numeric_gradient(lambda e: formula(e, labels, proxies), emb)
+    np.testing.assert_allclose(grads[0], numeric, rtol=2e-3, atol=2e-4)
+    if proxies is not None:
+        numeric = ref.numeric_gradient(lambda p: formula(emb, labels, p), proxies)
+        np.testing.assert_allclose(grads[1], numeric, rtol=2e-3, atol=2e-4)
 
 
-def test_cosine_contrastive_c1_form_by_hand():
-    # Orthogonal positives: each costs 1 - cos = 1 with pos_margin 1 (C1's positive term).
-    emb = np.eye(2, dtype="float32")
-    loss = ContrastiveLoss(pos_margin=1.0, neg_margin=0.5, distance="cosine")
-    assert float(loss(emb, np.array([0, 0]))) == pytest.approx(1.0)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_invariant_to_batch_order(case):
+    loss, emb, labels, _ = make(case, seed=1)
+    perm = np.random.default_rng(2).permutation(len(emb))
+    assert float(loss(emb, labels)) == pytest.approx(float(loss(emb[perm], labels[perm])), rel=1e-5, abs=1e-7)
 
 
-def test_multi_similarity_orthogonal_case_by_hand():
-    emb, labels = np.eye(4, dtype="float32"), np.array([0, 0, 1, 1])
-    # Each anchor: one positive and two negatives, all at similarity 0.
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_gradients_are_finite_in_float32_and_mixed_precision(case, dtype):
+    loss, emb, labels, _ = make(case, dim=16, seed=3)
+    x = tf.Variable((emb * 3.0).astype(dtype))  # off the unit sphere too
+    with tf.GradientTape() as tape:
+        value = loss(x, labels)
+    grad = tape.gradient(value, x)
+    assert value.dtype == tf.float32 and grad.dtype == tf.as_dtype(dtype)
+    assert np.isfinite(float(value)) and np.isfinite(grad.numpy()).all()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_serialisation_round_trip(case):
+    loss = CASES[case][0]()
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(clone) is type(loss) and clone.get_config() == loss.get_config()
+
+
+# ----------------------------------------------------------------------------- by hand
+
+COLLINEAR = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], "float32")
+TWO_CLASSES = np.array([0, 0, 1, 1])
+
+
+def test_margin_losses_are_zero_when_margins_hold():
+    # Positives coincide and negatives are sqrt(2) apart (cosine 0).
+    assert float(ContrastiveLoss(neg_margin=1.0)(COLLINEAR, TWO_CLASSES)) == 0.0
+    assert float(ContrastiveLoss.c1(margin=0.5)(COLLINEAR, TWO_CLASSES)) == 0.0
+    for mining in ("all", "semihard", "hard"):
+        assert float(TripletLoss(margin=1.0, mining=mining)(COLLINEAR, TWO_CLASSES)) == 0.0
+
+
+def test_pair_losses_by_hand():
+    # Negatives at sqrt(2) with margin 2: every ordered negative pair costs 2 - sqrt(2).
+    assert float(ContrastiveLoss(neg_margin=2.0)(COLLINEAR, TWO_CLASSES)) == pytest.approx(2 - np.sqrt(2), rel=1e-6)
+    # Orthogonal positives: each anchor pays 1 - cos = 1 once under C1.
+    assert float(ContrastiveLoss.c1()(np.eye(2, dtype="float32"), np.array([0, 0]))) == pytest.approx(1.0)
+    # Triplet margin 2: each (a, p, n) costs 0 - sqrt(2) + 2; all are semi-hard (0 < sqrt(2) < 0 + 2).
+    for mining in ("all", "semihard", "hard"):
+        loss = TripletLoss(margin=2.0, mining=mining)
+        assert float(loss(COLLINEAR, TWO_CLASSES)) == pytest.approx(2 - np.sqrt(2), rel=1e-6)
+    # A hard triplet (negative closer than the positive) is not semi-hard.
+    hard = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]], "float32")
+    assert float(TripletLoss(margin=0.5, mining="semihard")(hard, np.array([0, 0, 1]))) == 0.0
+    assert float(TripletLoss(margin=0.5, mining="hard")(hard, np.array([0, 0, 1]))) > 0
+    # Multi-similarity on orthogonal vectors: one positive and two negatives at similarity 0.
     expected = np.log1p(np.exp(2 * 0.5)) / 2 + np.log1p(2 * np.exp(-50 * 0.5)) / 50
-    assert float(MultiSimilarityLoss(mining_epsilon=None)(emb, labels)) == pytest.approx(expected, rel=1e-6)
+    assert float(MultiSimilarityLoss(mining_epsilon=None)(np.eye(4, dtype="float32"), TWO_CLASSES)) == pytest.approx(
+        expected, rel=1e-6)
 
 
-def test_loss_is_invariant_to_batch_order():
-    emb, labels = unit(rng.normal(size=(16, 5))).astype("float32"), np.repeat(np.arange(4), 4)
-    perm = rng.permutation(16)
-    for loss in (MultiSimilarityLoss(), ContrastiveLoss()):
-        assert float(loss(emb, labels)) == pytest.approx(float(loss(emb[perm], labels[perm])), rel=1e-5)
+def on_proxies(loss, num_classes=3):
+    """Each class's embedding sits on its own orthonormal proxy."""
+    loss.build((None, num_classes))
+    loss.proxies.assign(np.tile(np.eye(num_classes, dtype="float32"), (loss.proxies_per_class, 1)))
+    return float(loss(np.eye(num_classes, dtype="float32"), np.arange(num_classes)))
+
+
+def test_proxy_losses_by_hand_when_embeddings_sit_on_their_proxies():
+    assert on_proxies(ProxyAnchorLoss(3, alpha=1.0, delta=0.0)) == pytest.approx(
+        np.log1p(np.exp(-1.0)) + np.log1p(2 * np.exp(0.0)), rel=1e-6)
+    assert on_proxies(NormalizedSoftmaxLoss(3, temperature=0.5)) == pytest.approx(np.log1p(2 * np.exp(-2.0)), rel=1e-5)
+    assert on_proxies(ProxyNCAPlusPlusLoss(3, temperature=0.5)) == pytest.approx(np.log1p(2 * np.exp(-4.0)), rel=1e-5)
+    # ArcFace: own angle 0 -> cos(margin); others cos 0.
+    assert on_proxies(ArcFaceLoss(3, scale=2.0, margin=0.5)) == pytest.approx(
+        np.log1p(2 * np.exp(-2.0 * np.cos(0.5))), rel=1e-5)
+    # SoftTriple with identical centres: class similarity 1 (own) or 0, no spread between centres.
+    assert on_proxies(SoftTripleLoss(3, 2, scale=2.0, margin=0.1, tau=0.5)) == pytest.approx(
+        np.log1p(2 * np.exp(-2.0 * 0.9)), rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- the pair core
 
 
 def test_pair_weights_for_batch_proxies_and_memory():
@@ -110,17 +167,7 @@ def test_pair_weights_for_batch_proxies_and_memory():
     np.testing.assert_array_equal(w_pos + w_neg, [[1, 0, 1]] * 3)  # the empty slot counts nowhere
 
 
-def test_loss_against_memory_references_equals_batch_when_memory_is_the_batch_without_self():
-    emb, labels = unit(rng.normal(size=(8, 4))).astype("float32"), np.repeat(np.arange(4), 2)
-    loss = MultiSimilarityLoss(mining_epsilon=None)
-    as_batch = float(loss.compute(emb, labels))
-    # The same references seen as a memory include self-pairs as positives at similarity 1,
-    # so the two must differ by exactly those terms: check the memory path is really used.
-    as_memory = float(loss.compute(emb, labels, References.from_memory(emb, labels, np.ones(8))))
-    assert as_memory != pytest.approx(as_batch)
-
-
-def test_distances_and_normalisations():
+def test_distances_reducers_and_normalisations():
     q = np.array([[3.0, 4.0]], "float32")
     r = np.array([[0.0, 0.0], [3.0, 4.0]], "float32")
     np.testing.assert_allclose(core.get_distance("squared_euclidean")(q, r), [[25.0, 0.0]])
@@ -130,6 +177,8 @@ def test_distances_and_normalisations():
     assert core.get_distance("cosine").is_similarity and not core.get_distance("euclidean").is_similarity
     with pytest.raises(ValueError, match="cosine, euclidean, squared_euclidean"):
         core.get_distance("manhattan")
+    terms = np.array([[0.0, 2.0], [4.0, 0.0], [0.0, 0.0]], "float32")
+    assert [float(core.reduce(terms, m)) for m in core.REDUCTIONS] == pytest.approx([1.0, 3.0, 2.0, 6.0])
 
 
 def test_euclidean_gradient_is_finite_at_zero_distance():
@@ -139,52 +188,114 @@ def test_euclidean_gradient_is_finite_at_zero_distance():
     assert np.isfinite(tape.gradient(value, x).numpy()).all()
 
 
-def test_weighted_log1p_sum_exp_is_stable_and_masks_zero_weights():
+def test_weighted_log_sum_exps_are_stable_and_mask_zero_weights():
     logits = np.array([[1000.0, 0.0, -5.0]], "float32")
     weights = np.array([[0.5, 0.0, 1.0]], "float32")
     expected = 1000.0 + np.log(0.5)  # log(1 + 0.5 e^1000 + e^-5) to float precision
     assert float(core.weighted_log1p_sum_exp(logits, weights)[0]) == pytest.approx(expected, rel=1e-6)
+    assert float(core.weighted_logsumexp(logits, weights)[0]) == pytest.approx(expected, rel=1e-6)
     assert float(core.weighted_log1p_sum_exp(logits, np.zeros_like(weights))[0]) == 0.0
 
 
-def test_registry_and_serialisation():
+def test_memory_references_are_really_used():
+    emb, labels = ref.unit(rng.normal(size=(8, 4))).astype("float32"), np.repeat(np.arange(4), 2)
+    loss = MultiSimilarityLoss(mining_epsilon=None)
+    # As a memory, the batch includes self-pairs (positives at similarity 1), so the values differ.
+    as_memory = float(loss.compute(emb, labels, References.from_memory(emb, labels, np.ones(8))))
+    assert as_memory != pytest.approx(float(loss.compute(emb, labels)))
+    no_memory = float(loss.compute(emb, labels, References.from_memory(emb, labels, np.zeros(8))))
+    assert no_memory == 0.0
+
+
+# ----------------------------------------------------------------------------- registry and bad input
+
+
+def test_registry():
     loss = get_loss("multi_similarity", alpha=3.0, mining_epsilon=None)
-    clone = MultiSimilarityLoss.from_config(loss.get_config())
-    assert (clone.alpha, clone.mining_epsilon) == (3.0, None)
-    with pytest.raises(ValueError, match="known losses: contrastive, multi_similarity, proxy_anchor"):
+    assert (loss.alpha, loss.mining_epsilon) == (3.0, None)
+    with pytest.raises(ValueError, match="known losses: arcface, contrastive, multi_similarity, normalized_softmax"):
         get_loss("arcface_typo")
 
 
-def np_proxy_anchor(emb, labels, proxies, alpha, delta):
-    sim = unit(emb) @ unit(proxies).T  # [B, C]
-    pos_terms, neg_terms = [], []
-    for c in range(len(proxies)):
-        pos = labels == c
-        if pos.any():
-            pos_terms.append(np.log1p(np.exp(-alpha * (sim[pos, c] - delta)).sum()))
-        neg_terms.append(np.log1p(np.exp(alpha * (sim[~pos, c] + delta)).sum()))
-    return np.mean(pos_terms) + np.mean(neg_terms)
-
-
-def test_proxy_anchor_matches_numpy_formula_and_owns_its_proxies():
-    emb, labels = unit(rng.normal(size=(12, 6))).astype("float32"), rng.integers(0, 4, 12)  # class 4 absent
-    loss = ProxyAnchorLoss(num_classes=5, alpha=8.0, delta=0.1)
-    value = float(loss(emb, labels))
-    assert [w.name for w in loss.trainable_weights] == ["proxies"] and loss.proxies.shape == (5, 6)
-    assert value == pytest.approx(np_proxy_anchor(emb, labels, loss.proxies.numpy(), 8.0, 0.1), rel=1e-5)
-
-
-def test_proxy_anchor_by_hand_when_embeddings_sit_on_their_proxies():
-    loss = ProxyAnchorLoss(num_classes=2, alpha=1.0, delta=0.0)
-    loss.build((None, 2))
-    loss.proxies.assign(np.eye(2, dtype="float32"))
-    # One sample per class exactly on its proxy (s = 1) and orthogonal to the other (s = 0).
-    expected = np.log1p(np.exp(-1.0)) + np.log1p(np.exp(0.0))
-    assert float(loss(np.eye(2, dtype="float32"), np.array([0, 1]))) == pytest.approx(expected, rel=1e-6)
-
-
-def test_proxies_per_class_label_proxies_cyclically():
+def test_proxies_per_class_label_proxies_cyclically_and_live_in_the_loss():
     loss = ProxyAnchorLoss(num_classes=3, proxies_per_class=2)
     loss.build((None, 4))
-    assert loss.proxies.shape == (6, 4)
+    assert [w.name for w in loss.trainable_weights] == ["proxies"] and loss.proxies.shape == (6, 4)
     np.testing.assert_array_equal(loss.proxy_references().labels, [0, 1, 2, 0, 1, 2])
+
+
+@pytest.mark.parametrize("labels, error, message", [
+    (np.zeros((4, 1), "int32"), ValueError, r"labels must be a vector \[batch\].*got shape \(4, 1\); squeeze"),
+    (np.zeros(4, "float32"), TypeError, "labels must be integer class ids.*got dtype float32"),
+    (np.zeros(3, "int32"), ValueError, "4 embeddings but 3 labels"),
+])
+def test_bad_labels_are_named(labels, error, message):
+    for loss in (MultiSimilarityLoss(), ProxyAnchorLoss(2), SoftTripleLoss(2, 2)):
+        with pytest.raises(error, match=message):
+            loss(np.eye(4, dtype="float32"), labels)
+
+
+def test_proxy_label_out_of_range_is_an_error():
+    for loss in (ProxyAnchorLoss(3), NormalizedSoftmaxLoss(3), SoftTripleLoss(3, 2)):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"outside 0\.\.2, the classes its proxies cover"):
+            loss(np.eye(4, dtype="float32"), np.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="takes no other references"):
+        ProxyAnchorLoss(3).compute(np.eye(3, dtype="float32"), np.arange(3), References.from_batch(None, None))
+
+
+def test_a_batch_without_positive_pairs():
+    emb, labels = ref.unit(rng.normal(size=(6, 4))).astype("float32"), np.arange(6)
+    # Triplet: no triplet exists -> exactly 0. Contrastive and MS: only their negative terms remain.
+    assert float(TripletLoss()(emb, labels)) == 0.0
+    c2 = ContrastiveLoss(neg_margin=2.0)
+    expected = ref.contrastive_c2(emb, labels, 0.0, 2.0)
+    assert expected > 0 and float(c2(emb, labels)) == pytest.approx(expected, rel=1e-5)
+    ms = MultiSimilarityLoss(mining_epsilon=0.1)  # mining with no positive keeps no negative either
+    assert np.isfinite(float(ms(emb, labels)))
+
+
+# ----------------------------------------------------------------------------- cross-batch memory
+
+
+def test_xbm_ring_buffer_wraps_and_starts_after_its_step():
+    inner = ContrastiveLoss.c1()
+    xbm = CrossBatchMemory(inner, memory_size=10, start_step=2)
+    batches = [(ref.unit(rng.normal(size=(4, 3))).astype("float32"), np.array([0, 1, 2, 0])) for _ in range(4)]
+    xbm.build((None, 3))
+    step = tf.function(lambda e, y: xbm(e, y, training=True))
+    for i, (emb, labels) in enumerate(batches):
+        expected = float(inner(emb, labels))
+        if i >= 2:  # the memory holds the previous batches' last 10 embeddings
+            kept = np.concatenate([b[0] for b in batches[:i]])[-10:]
+            kept_labels = np.concatenate([b[1] for b in batches[:i]])[-10:]
+            expected += float(inner.compute(emb, labels, References.from_memory(kept, kept_labels, np.ones(len(kept)))))
+        assert float(step(emb, labels)) == pytest.approx(expected, rel=1e-5)
+    assert step.experimental_get_tracing_count() == 1  # fixed shapes: no retracing as the memory fills
+    assert int(xbm.pointer.numpy()) == 16 % 10 and int(xbm.steps.numpy()) == 4
+    np.testing.assert_allclose(xbm.memory.numpy()[2:6], batches[3][0])  # slots 2..5 got the last batch
+    float(xbm(*batches[0]))  # evaluation calls leave the memory alone
+    assert int(xbm.steps.numpy()) == 4
+
+
+def test_xbm_memory_is_saved_with_the_model(tmp_path):
+    from tfdml.models import DMLModel, EmbeddingHead, build_backbone
+
+    model = DMLModel(build_backbone("small_cnn", (16, 16, 3), widths=(8,)), EmbeddingHead(8),
+                     CrossBatchMemory(MultiSimilarityLoss(), memory_size=32, start_step=0))
+    model.build((None, 16, 16, 3))
+    model.compile(optimizer="adam")
+    images = rng.uniform(0, 255, (16, 16, 16, 3)).astype("float32")
+    model.fit(tf.data.Dataset.from_tensors((images, np.repeat(np.arange(4), 4))), epochs=2, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    for name in ("memory", "memory_labels", "valid", "pointer", "steps"):
+        np.testing.assert_array_equal(getattr(loaded.metric_loss, name).numpy(), getattr(model.metric_loss, name).numpy())
+    assert int(loaded.metric_loss.valid.numpy().sum()) == 32 and int(loaded.metric_loss.steps.numpy()) == 2
+
+
+def test_xbm_refuses_losses_without_references_and_small_memories():
+    with pytest.raises(ValueError, match="needs a pair loss that accepts references"):
+        CrossBatchMemory(ProxyAnchorLoss(3), memory_size=8)
+    xbm = CrossBatchMemory(MultiSimilarityLoss(), memory_size=2)
+    with pytest.raises(ValueError, match="a batch of 4 does not fit a memory of 2"):
+        xbm(np.eye(4, dtype="float32"), np.arange(4), training=True)

@@ -27,6 +27,7 @@ class DataConfig:
     val_fraction: float = _f(0.1, min=0.0, max=1.0)
     split_seed: int = _f(0, min=0)
     cache_in_memory: bool = _f(True)
+    bbox_crop: bool = _f(False)  # crop to the dataset's bounding boxes where it has them
 
 
 @dataclass
@@ -56,9 +57,17 @@ class ModelConfig:
 
 
 @dataclass
+class XbmConfig:
+    memory_size: int = _f(0, min=0)  # embeddings kept; 0 = no cross-batch memory
+    start_step: int = _f(1000, min=0)
+    weight: float = _f(1.0, min=0.0)
+
+
+@dataclass
 class LossConfig:
     name: str = _f("multi_similarity")
     args: dict[str, Any] = _f({})
+    xbm: XbmConfig = field(default_factory=XbmConfig)
 
 
 @dataclass
@@ -103,6 +112,7 @@ class Config:
     name: str = _f("run")
     output_dir: str = _f("runs")
     seed: int = _f(0, min=0)
+    distribute: str = _f("none", choices=("none", "mirrored", "multi_worker"))
     data: DataConfig = field(default_factory=DataConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

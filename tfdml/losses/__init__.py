@@ -3,8 +3,12 @@
 from tfdml.losses import core
 from tfdml.losses.base import LOSSES, MetricLoss, PairLoss, get_loss, register_loss
 from tfdml.losses.core import References
-from tfdml.losses.pair import ContrastiveLoss, MultiSimilarityLoss
-from tfdml.losses.proxy import ProxyAnchorLoss, ProxyLoss
+from tfdml.losses.pair import ContrastiveLoss, MultiSimilarityLoss, TripletLoss
+from tfdml.losses.proxy import (ArcFaceLoss, NormalizedSoftmaxLoss, ProxyAnchorLoss, ProxyLoss, ProxyNCAPlusPlusLoss,
+                                ProxySoftmaxLoss, SoftTripleLoss)
+from tfdml.losses.xbm import CrossBatchMemory
 
 __all__ = ["core", "LOSSES", "MetricLoss", "PairLoss", "References", "get_loss", "register_loss",
-           "ContrastiveLoss", "MultiSimilarityLoss", "ProxyAnchorLoss", "ProxyLoss"]
+           "ContrastiveLoss", "MultiSimilarityLoss", "TripletLoss", "ProxyLoss", "ProxyAnchorLoss",
+           "ProxySoftmaxLoss", "NormalizedSoftmaxLoss", "ProxyNCAPlusPlusLoss", "ArcFaceLoss", "SoftTripleLoss",
+           "CrossBatchMemory"]

@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 import keras
 from keras import ops
 
-from tfdml.losses.core import Distance, References, get_distance, pair_weights
+from tfdml.losses.core import Distance, References, assert_labels_below, check_inputs, get_distance, pair_weights
 
 LOSSES: dict[str, type["MetricLoss"]] = {}
 T = TypeVar("T", bound=type)
@@ -39,15 +39,31 @@ def get_loss(name: str, **args: Any) -> "MetricLoss":
 class MetricLoss(keras.layers.Layer):
     """A loss on `(embeddings [B, D], labels [B])` returning a scalar.
 
-    Computed in float32 whatever the model's precision policy, because exponentials of scaled
-    similarities overflow in float16.
+    `compute(embeddings, labels, references)` checks its inputs (clear errors for wrong shapes or
+    dtypes), then calls the subclass's `_compute`. Computed in float32 whatever the model's precision
+    policy, because exponentials of scaled similarities overflow in float16.
     """
+
+    #: whether `compute` accepts references other than the batch (proxies, a memory)
+    accepts_references: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
 
-    def call(self, embeddings: Any, labels: Any) -> Any:
+    def call(self, embeddings: Any, labels: Any, training: bool | None = None) -> Any:
+        return self.compute(embeddings, labels)
+
+    def compute(self, embeddings: Any, labels: Any, references: References | None = None) -> Any:
+        """The loss of `embeddings` against `references` (default: the batch itself)."""
+        if references is not None and not self.accepts_references:
+            raise ValueError(f"{self.name} compares the batch with its own parameters; it takes no other references")
+        embeddings, labels = check_inputs(embeddings, labels, self.name)
+        if getattr(self, "num_classes", None):  # losses with per-class parameters index them by label
+            labels = assert_labels_below(labels, self.num_classes, self.name)
+        return self._compute(embeddings, labels, references)
+
+    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
         raise NotImplementedError
 
 
@@ -58,17 +74,14 @@ class PairLoss(MetricLoss):
     and `w_neg` non-negative pair weights (hard masks, or Metrix's soft targets `y` and `1 - y`).
     """
 
+    accepts_references = True
+
     def __init__(self, distance: str = "cosine", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.distance: Distance = get_distance(distance)
         self.built = True  # no weights
 
-    def call(self, embeddings: Any, labels: Any) -> Any:
-        return self.compute(embeddings, labels)
-
-    def compute(self, embeddings: Any, labels: Any, references: References | None = None) -> Any:
-        """The loss of `embeddings` against `references` (default: the batch itself)."""
-        embeddings = ops.cast(embeddings, "float32")
+    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
         refs = references if references is not None else References.from_batch(embeddings, labels)
         values = self.distance(embeddings, ops.cast(refs.embeddings, "float32"))
         w_pos, w_neg = pair_weights(labels, refs)

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import keras
+import tensorflow as tf
 from keras import ops
 
 _EPS = 1e-12
@@ -146,14 +148,55 @@ def pair_weights(labels: Any, references: References) -> tuple[Any, Any]:
     return same * keep, (1.0 - same) * keep
 
 
+# ----------------------------------------------------------------------------- input checks
+
+
+def check_inputs(embeddings: Any, labels: Any, who: str) -> tuple[Any, Any]:
+    """Embeddings as float32 `[B, D]` and labels as int32 `[B]`, or an error that says what would be right.
+
+    Shapes and dtypes are checked when the loss is traced, so a mistake is named before TensorFlow
+    meets it as a broadcasting error deep inside the loss.
+    """
+    embeddings, labels = ops.convert_to_tensor(embeddings), ops.convert_to_tensor(labels)
+    e_shape, l_shape = tuple(embeddings.shape), tuple(labels.shape)
+    if len(e_shape) != 2:
+        raise ValueError(f"{who}: embeddings must be a matrix [batch, dim]; got shape {e_shape}")
+    if len(l_shape) != 1:
+        hint = "; squeeze the last axis" if len(l_shape) == 2 and l_shape[-1] == 1 else ""
+        raise ValueError(f"{who}: labels must be a vector [batch] of integer class ids; got shape {l_shape}{hint}")
+    dtype = keras.backend.standardize_dtype(labels.dtype)
+    if not dtype.startswith(("int", "uint")):
+        raise TypeError(f"{who}: labels must be integer class ids (int32 or int64); got dtype {dtype}. "
+                        "One-hot or float labels are not accepted: pass the class index")
+    if None not in (e_shape[0], l_shape[0]) and e_shape[0] != l_shape[0]:
+        raise ValueError(f"{who}: {e_shape[0]} embeddings but {l_shape[0]} labels; there must be one label per row")
+    return ops.cast(embeddings, "float32"), ops.cast(labels, "int32")
+
+
+def assert_labels_below(labels: Any, limit: int, who: str) -> Any:
+    """`labels`, with a run-time check that they lie in `0..limit-1` (a no-op under XLA, which drops asserts)."""
+    message = (f"{who}: a label is outside 0..{limit - 1}, the classes its proxies cover; set num_classes to "
+               "the number of training classes and give dense labels 0..num_classes-1")
+    checks = [tf.debugging.assert_non_negative(labels, message=message),
+              tf.debugging.assert_less(labels, tf.cast(limit, labels.dtype), message=message)]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
 # ----------------------------------------------------------------------------- reducers
 
 
-def reduce(values: Any, mode: str = "mean") -> Any:
-    """Turn per-anchor or per-pair terms into a scalar.
+REDUCTIONS = ("mean", "mean_nonzero", "per_anchor", "sum")
 
-    `mean` averages all entries, `mean_nonzero` only the strictly positive ones (0 if none), `sum` adds.
+
+def reduce(values: Any, mode: str = "mean") -> Any:
+    """Turn per-anchor or per-pair terms (first axis: anchors) into a scalar.
+
+    `mean` averages all entries, `mean_nonzero` only the strictly positive ones (0 if none),
+    `per_anchor` sums each anchor's terms and averages over anchors, `sum` adds everything.
     """
+    if mode == "per_anchor":
+        return ops.sum(values) / ops.cast(ops.shape(values)[0], values.dtype)
     values = ops.reshape(values, (-1,))
     if mode == "mean":
         return ops.mean(values)
@@ -162,18 +205,28 @@ def reduce(values: Any, mode: str = "mean") -> Any:
     if mode == "mean_nonzero":
         count = ops.sum(ops.cast(values > 0, values.dtype))
         return ops.sum(values) / ops.maximum(count, 1.0)
-    raise ValueError(f"unknown reduction {mode!r}; choose mean, mean_nonzero or sum")
+    raise ValueError(f"unknown reduction {mode!r}; choose one of {', '.join(REDUCTIONS)}")
 
 
-def weighted_log1p_sum_exp(logits: Any, weights: Any, axis: int = -1) -> Any:
-    """Stable `log(1 + sum_i w_i exp(z_i))` with `w_i >= 0`; entries with `w_i = 0` are masked.
+def weighted_logsumexp(logits: Any, weights: Any, axis: int = -1) -> Any:
+    """Stable `log(sum_i w_i exp(z_i))` with `w_i >= 0`; entries with `w_i = 0` are masked.
 
-    Computed as `softplus(logsumexp(z_i + log w_i))`, the form that keeps soft (Metrix) targets exact.
+    A row with no positive weight gives `log(1e-30)` rather than `-inf` (callers mask it); use
+    `weighted_log1p_sum_exp` where an empty sum must cost exactly 0.
     """
     active = weights > 0
     masked = ops.where(active, logits + ops.log(ops.where(active, weights, 1.0)), -1e30)
     peak = ops.stop_gradient(ops.max(masked, axis=axis, keepdims=True))
     peak = ops.where(peak > -1e29, peak, 0.0)
     total = ops.sum(ops.where(active, ops.exp(masked - peak), 0.0), axis=axis)
-    lse = ops.log(ops.maximum(total, 1e-30)) + ops.squeeze(peak, axis)
-    return ops.where(ops.any(active, axis=axis), ops.softplus(lse), 0.0)
+    return ops.log(ops.maximum(total, 1e-30)) + ops.squeeze(peak, axis)
+
+
+def weighted_log1p_sum_exp(logits: Any, weights: Any, axis: int = -1) -> Any:
+    """Stable `log(1 + sum_i w_i exp(z_i))` with `w_i >= 0`; entries with `w_i = 0` are masked.
+
+    Computed as `softplus(logsumexp(z_i + log w_i))`, the form that keeps soft (Metrix) targets exact;
+    an empty sum (no positive weight in the row) costs exactly 0.
+    """
+    lse = weighted_logsumexp(logits, weights, axis)
+    return ops.where(ops.any(weights > 0, axis=axis), ops.softplus(lse), 0.0)

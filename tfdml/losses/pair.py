@@ -1,4 +1,10 @@
-"""Pair-based losses on the pair core: contrastive and multi-similarity."""
+"""Pair-based losses on the pair core: contrastive (C1, C2), multi-similarity and triplet.
+
+None of them is an error on a batch without positive pairs, and none returns NaN there: the
+positive terms are empty sums. Contrastive and multi-similarity then train on their negative terms
+only; triplet has no triplet to form and returns 0 with zero gradient. The m-per-class sampler never
+builds such a batch.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 from keras import ops
 
 from tfdml.losses.base import PairLoss, register_loss
-from tfdml.losses.core import reduce, weighted_log1p_sum_exp
+from tfdml.losses.core import REDUCTIONS, reduce, weighted_log1p_sum_exp
 
 
 @register_loss("contrastive")
@@ -18,7 +24,9 @@ class ContrastiveLoss(PairLoss):
     With a similarity `s`: positives cost `[pos_margin - s]_+`, negatives `[s - neg_margin]_+`.
     Each of the two terms is reduced separately (default: mean over its non-zero pair terms), then
     summed. The defaults are CCP's "C2" (Euclidean distance on unit vectors, `m_pos = 0`,
-    `m_neg = 0.5`); C1 is `distance="cosine", pos_margin=1.0, neg_margin=0.5`.
+    `m_neg = 0.5`). "C1" (XBM's form, `sum_pos (1 - cos) + sum_neg [cos - m]_+` per anchor, averaged
+    over anchors) is `ContrastiveLoss.c1()`, i.e. `distance="cosine", pos_margin=1.0,
+    neg_margin=0.5, reduction="per_anchor"`.
 
     Example:
         >>> import numpy as np
@@ -31,7 +39,14 @@ class ContrastiveLoss(PairLoss):
     def __init__(self, pos_margin: float = 0.0, neg_margin: float = 0.5, distance: str = "euclidean",
                  reduction: str = "mean_nonzero", **kwargs: Any) -> None:
         super().__init__(distance=distance, **kwargs)
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
         self.pos_margin, self.neg_margin, self.reduction = float(pos_margin), float(neg_margin), reduction
+
+    @classmethod
+    def c1(cls, margin: float = 0.5, **kwargs: Any) -> "ContrastiveLoss":
+        """CCP's C1 (the XBM paper's contrastive loss) with negative margin `margin`."""
+        return cls(pos_margin=1.0, neg_margin=margin, distance="cosine", reduction="per_anchor", **kwargs)
 
     def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
         closeness = self.distance.closeness(values)
@@ -94,3 +109,56 @@ class MultiSimilarityLoss(PairLoss):
     def get_config(self) -> dict:
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "base": self.base,
                 "mining_epsilon": self.mining_epsilon}
+
+
+TRIPLET_MINING = ("all", "semihard", "hard")
+
+
+@register_loss("triplet")
+class TripletLoss(PairLoss):
+    """Triplet margin loss `[d(a, p) - d(a, n) + margin]_+` (Weinberger & Saul 2009; Schroff et al. 2015).
+
+    With a similarity the same reads `[s(a, n) - s(a, p) + margin]_+`. Triplets come from every
+    anchor, positive reference and negative reference (`[B, M, M]` terms), selected by `mining`:
+
+    - `all`: every triplet (CCP's setting), reduced by `reduction` (default: mean over non-zero terms);
+    - `semihard`: triplets whose negative is farther than the positive but within the margin,
+      `d(a, p) < d(a, n) < d(a, p) + margin` (FaceNet);
+    - `hard`: per anchor, its farthest positive and closest negative ("batch hard", Hermans et al.
+      2017), one term per anchor, needing no `[B, M, M]` tensor.
+
+    CCP's margins: 0.0961 CUB, 0.1190 Cars196, 0.0451 SOP and In-Shop (Euclidean on unit vectors).
+
+    Example:
+        >>> import numpy as np
+        >>> emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], "float32")
+        >>> float(TripletLoss(margin=0.1)(emb, np.array([0, 0, 1])))  # d_ap = 0 < d_an - margin
+        0.0
+    """
+
+    def __init__(self, margin: float = 0.1, mining: str = "all", distance: str = "euclidean",
+                 reduction: str = "mean_nonzero", **kwargs: Any) -> None:
+        super().__init__(distance=distance, **kwargs)
+        if mining not in TRIPLET_MINING:
+            raise ValueError(f"unknown triplet mining {mining!r}; choose one of {', '.join(TRIPLET_MINING)}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
+        self.margin, self.mining, self.reduction = float(margin), mining, reduction
+
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+        closeness = self.distance.closeness(values)
+        if self.mining == "hard":
+            big = 1e4  # outside any closeness range, so masked entries never win
+            hardest_pos = ops.min(ops.where(w_pos > 0, closeness, big), axis=1)
+            hardest_neg = ops.max(ops.where(w_neg > 0, closeness, -big), axis=1)
+            valid = ops.cast(ops.any(w_pos > 0, axis=1) & ops.any(w_neg > 0, axis=1), closeness.dtype)
+            return reduce(valid * ops.relu(hardest_neg - hardest_pos + self.margin), self.reduction)
+        # [B, M_pos, M_neg]: how much closer each negative is than each positive, plus the margin.
+        gap = ops.expand_dims(closeness, 1) - ops.expand_dims(closeness, 2) + self.margin
+        weights = ops.expand_dims(w_pos, 2) * ops.expand_dims(w_neg, 1)
+        if self.mining == "semihard":
+            weights = weights * ops.cast((gap > 0) & (gap < self.margin), weights.dtype)
+        return reduce(weights * ops.relu(gap), self.reduction)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "margin": self.margin, "mining": self.mining, "reduction": self.reduction}

@@ -1,27 +1,39 @@
-"""Proxy-based losses: learnable class representatives that live with the loss as trainable weights."""
+"""Proxy-based losses: learnable class representatives that live with the loss as trainable weights.
+
+- `proxy_anchor`: each proxy is an anchor over the batch (a pair loss with the roles swapped);
+- `normalized_softmax`, `proxy_nca_pp`, `arcface`: softmax cross-entropy of each embedding over all
+  proxies, differing in the logits (cosine / temperature, negative squared distance / temperature,
+  cosine with an additive angular margin);
+- `soft_triple`: K centres per class pooled into one class similarity, then a margin softmax.
+
+All take `num_classes` and `proxies_per_class`; proxy `i` belongs to class `i % num_classes`.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
 from keras import ops
 
 from tfdml.losses.base import PairLoss, register_loss
-from tfdml.losses.core import References, pair_weights, weighted_log1p_sum_exp
+from tfdml.losses.core import References, l2_normalize, pair_weights, weighted_log1p_sum_exp, weighted_logsumexp
 
 
 class ProxyLoss(PairLoss):
-    """A pair loss whose references (or anchors) include `proxies_per_class` trainable proxies per class.
+    """A pair loss whose references (or anchors) are `proxies_per_class` trainable proxies per class.
 
     Proxies are a weight of this layer, so they belong to the model's `loss` parameter group, are
     saved in checkpoints and can learn faster (`lr_multipliers={"loss": 100.0}`). Labels must be
-    dense, `0..num_classes-1` (the training pipeline yields them so).
+    dense, `0..num_classes-1` (the training pipeline yields them so); others are an error.
     """
+
+    accepts_references = False
 
     def __init__(self, num_classes: int, proxies_per_class: int = 1, distance: str = "cosine", **kwargs: Any) -> None:
         super().__init__(distance=distance, **kwargs)
-        if num_classes < 1 or proxies_per_class < 1:
+        if num_classes is None or num_classes < 1 or proxies_per_class < 1:
             raise ValueError(f"num_classes ({num_classes}) and proxies_per_class ({proxies_per_class}) must be >= 1")
         self.num_classes, self.proxies_per_class = int(num_classes), int(proxies_per_class)
         self.built = False
@@ -37,6 +49,9 @@ class ProxyLoss(PairLoss):
         """Proxies with their labels: proxy `i` belongs to class `i % num_classes`."""
         labels = ops.tile(ops.arange(self.num_classes, dtype="int32"), [self.proxies_per_class])
         return References.from_proxies(self.proxies, labels)
+
+    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
+        return super()._compute(embeddings, labels, self.proxy_references())
 
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class}
@@ -63,12 +78,10 @@ class ProxyAnchorLoss(ProxyLoss):
         super().__init__(num_classes, proxies_per_class, **kwargs)
         self.alpha, self.delta = float(alpha), float(delta)
 
-    def compute(self, embeddings: Any, labels: Any, references: References | None = None) -> Any:
+    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
         # Proxies are the anchors and the batch is their reference set: the transpose of the usual pairs.
-        if references is not None:
-            raise ValueError("proxy_anchor compares its proxies with the batch; it takes no other references")
         proxies = self.proxy_references()
-        values = ops.transpose(self.distance(ops.cast(embeddings, "float32"), proxies.embeddings))
+        values = ops.transpose(self.distance(embeddings, proxies.embeddings))
         w_pos, w_neg = pair_weights(proxies.labels, References(embeddings, labels))
         return self.from_pairs(values, w_pos, w_neg)
 
@@ -80,3 +93,158 @@ class ProxyAnchorLoss(ProxyLoss):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "alpha": self.alpha, "delta": self.delta}
+
+
+class ProxySoftmaxLoss(ProxyLoss):
+    """Softmax cross-entropy of each embedding over all proxies, L2-normalised on both sides.
+
+    Per anchor: `-log( sum_{p of its class} exp(z_p) / sum_p exp(z_p) )` with logits
+    `z = closeness / temperature`; with one proxy per class this is the usual cross-entropy.
+    Subclasses choose the distance and may reshape the logits (`logits`).
+    """
+
+    def __init__(self, num_classes: int, proxies_per_class: int = 1, temperature: float = 0.05,
+                 distance: str = "cosine", **kwargs: Any) -> None:
+        super().__init__(num_classes, proxies_per_class, distance=distance, **kwargs)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0; got {temperature}")
+        self.temperature = float(temperature)
+
+    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
+        proxies = self.proxy_references()
+        values = self.distance(l2_normalize(embeddings), l2_normalize(proxies.embeddings))
+        return self.from_pairs(values, *pair_weights(labels, proxies))
+
+    def logits(self, values: Any, w_pos: Any) -> Any:
+        return self.distance.closeness(values) / self.temperature
+
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+        logits = self.logits(values, w_pos)
+        return ops.mean(weighted_logsumexp(logits, w_pos + w_neg) - weighted_logsumexp(logits, w_pos))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "temperature": self.temperature}
+
+
+@register_loss("normalized_softmax")
+class NormalizedSoftmaxLoss(ProxySoftmaxLoss):
+    """Normalised softmax (Zhai & Wu, BMVC 2019): cosine logits over temperature 0.05.
+
+    Example:
+        >>> import numpy as np
+        >>> loss = NormalizedSoftmaxLoss(num_classes=3)
+        >>> float(loss(np.eye(3, 4, dtype="float32"), np.array([0, 1, 2]))) > 0
+        True
+    """
+
+    def __init__(self, num_classes: int, proxies_per_class: int = 1, temperature: float = 0.05,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("distance", "cosine")
+        super().__init__(num_classes, proxies_per_class, temperature, **kwargs)
+
+
+@register_loss("proxy_nca_pp")
+class ProxyNCAPlusPlusLoss(ProxySoftmaxLoss):
+    """ProxyNCA++ (Teh et al., ECCV 2020): logits `-||x - p||^2 / T` on unit vectors, `T = 0.11`.
+
+    As `||x - p||^2 = 2 - 2 cos` on unit vectors, this is a normalised softmax at temperature `T / 2`;
+    the paper's other ingredients (fast proxies, max pooling) are `lr_multipliers` and `model.pooling`.
+
+    Example:
+        >>> import numpy as np
+        >>> loss = ProxyNCAPlusPlusLoss(num_classes=3)
+        >>> float(loss(np.eye(3, 4, dtype="float32"), np.array([0, 1, 2]))) > 0
+        True
+    """
+
+    def __init__(self, num_classes: int, proxies_per_class: int = 1, temperature: float = 0.11,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("distance", "squared_euclidean")
+        super().__init__(num_classes, proxies_per_class, temperature, **kwargs)
+
+
+@register_loss("arcface")
+class ArcFaceLoss(ProxySoftmaxLoss):
+    """ArcFace (Deng et al., CVPR 2019): `scale * cos(theta + margin)` for the own class, `scale * cos(theta)`
+    for the others. Paper defaults: scale 64, margin 0.5 rad.
+
+    Where `theta + margin` would pass pi, the logit continues as `cos(theta) - margin * sin(margin)` so it
+    keeps decreasing with the angle (the paper's official implementation does the same).
+
+    Example:
+        >>> import numpy as np
+        >>> loss = ArcFaceLoss(num_classes=3)
+        >>> float(loss(np.eye(3, 4, dtype="float32"), np.array([0, 1, 2]))) > 0
+        True
+    """
+
+    def __init__(self, num_classes: int, proxies_per_class: int = 1, scale: float = 64.0, margin: float = 0.5,
+                 **kwargs: Any) -> None:
+        kwargs.pop("temperature", None)  # derived from scale (present in configs saved by the base class)
+        super().__init__(num_classes, proxies_per_class, temperature=1.0 / scale, distance="cosine",
+                         **{k: v for k, v in kwargs.items() if k != "distance"})
+        self.scale, self.margin = float(scale), float(margin)
+
+    def logits(self, values: Any, w_pos: Any) -> Any:
+        cos = ops.clip(values, -1.0, 1.0)
+        sin = ops.sqrt(ops.maximum(1.0 - ops.square(cos), 1e-12))
+        with_margin = cos * math.cos(self.margin) - sin * math.sin(self.margin)
+        with_margin = ops.where(cos > math.cos(math.pi - self.margin), with_margin,
+                                cos - self.margin * math.sin(self.margin))
+        return self.scale * ops.where(w_pos > 0, with_margin, cos)
+
+    def get_config(self) -> dict:
+        config = {**super().get_config(), "scale": self.scale, "margin": self.margin}
+        config.pop("temperature")
+        config.pop("distance")
+        return config
+
+
+@register_loss("soft_triple")
+class SoftTripleLoss(ProxyLoss):
+    """SoftTriple (Qian et al., ICCV 2019): K centres per class pooled into a class similarity.
+
+    `S_c(x) = sum_k softmax_k(s(x, w_c^k) / gamma) s(x, w_c^k)`, then
+    `-log( exp(scale (S_y - margin)) / (exp(scale (S_y - margin)) + sum_{c != y} exp(scale S_c)) )`,
+    plus `tau * sum_c sum_{t<s} ||w_c^t - w_c^s|| / (C K (K - 1))` on unit centres (it lets centres merge).
+    Paper defaults: K 10, scale 20, gamma 0.1, tau 0.2, margin 0.01. The MLRC/CCP tuning is
+    scale 78.02, gamma 58.95, tau 0.3754, margin 0.4307.
+
+    Example:
+        >>> import numpy as np
+        >>> loss = SoftTripleLoss(num_classes=3, proxies_per_class=2)
+        >>> float(loss(np.eye(3, 4, dtype="float32"), np.array([0, 1, 2]))) > 0
+        True
+    """
+
+    def __init__(self, num_classes: int, proxies_per_class: int = 10, scale: float = 20.0, gamma: float = 0.1,
+                 tau: float = 0.2, margin: float = 0.01, **kwargs: Any) -> None:
+        kwargs.setdefault("distance", "cosine")
+        super().__init__(num_classes, proxies_per_class, **kwargs)
+        if not self.distance.is_similarity:
+            raise ValueError("soft_triple needs a similarity (distance='cosine')")
+        self.scale, self.gamma, self.tau, self.margin = float(scale), float(gamma), float(tau), float(margin)
+
+    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
+        k, c = self.proxies_per_class, self.num_classes
+        centres = l2_normalize(self.proxies)
+        sims = ops.reshape(self.distance(embeddings, centres), (-1, k, c))  # proxy k*C + c -> [k, c]
+        class_sims = ops.sum(ops.softmax(sims / self.gamma, axis=1) * sims, axis=1)
+        logits = self.scale * (class_sims - self.margin * ops.one_hot(labels, c))
+        nll = ops.logsumexp(logits, axis=1) - ops.sum(logits * ops.one_hot(labels, c), axis=1)
+        return ops.mean(nll) + self.tau * self.centre_spread(ops.reshape(centres, (k, c, -1)))
+
+    def centre_spread(self, centres: Any) -> Any:
+        """`sum_c sum_{t<s} ||w_c^t - w_c^s|| / (C K (K-1))` for unit centres `[K, C, D]`."""
+        k = self.proxies_per_class
+        if k == 1:
+            return 0.0
+        per_class = ops.transpose(centres, (1, 0, 2))  # [C, K, D]
+        cos = ops.matmul(per_class, ops.transpose(per_class, (0, 2, 1)))
+        dist = ops.sqrt(ops.maximum(2.0 - 2.0 * cos, 1e-12))
+        upper = ops.triu(ops.ones((k, k)), 1)
+        return ops.sum(dist * upper) / (self.num_classes * k * (k - 1))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "scale": self.scale, "gamma": self.gamma, "tau": self.tau,
+                "margin": self.margin}

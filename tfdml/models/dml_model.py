@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfdml.distribute import gather_across_replicas, replica_scale
 from tfdml.losses.base import MetricLoss
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import scaled_clone
@@ -125,14 +126,16 @@ class DMLModel(keras.Model):
     # ------------------------------------------------------------------ steps
 
     def compute_metric_loss(self, images: Any, labels: Any, training: bool) -> Any:
-        embeddings = self(images, training=training)
-        return self.metric_loss(embeddings, labels)
+        """The loss of the global batch: under `tf.distribute`, embeddings are gathered from all replicas."""
+        embeddings, labels = gather_across_replicas(self(images, training=training), labels)
+        return self.metric_loss(embeddings, labels, training=training)
 
     def train_step(self, data: Any) -> dict:
         images, labels = data
         with tf.GradientTape() as tape:
             loss = self.compute_metric_loss(images, labels, training=True)
             total = loss + ops.sum(self.losses) if self.losses else loss
+            total = total * replica_scale()  # replicas' gradients are summed
         variables = self.trainable_variables
         self.apply_gradients(tape.gradient(total, variables), variables)
         self.loss_tracker.update_state(loss)

@@ -11,7 +11,8 @@ import tensorflow as tf
 from tfdml.config import Config
 from tfdml.data import (DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset,
                         validate_images)
-from tfdml.losses import LOSSES, get_loss
+from tfdml.distribute import num_replicas, synchronize_batchnorm
+from tfdml.losses import LOSSES, CrossBatchMemory, MetricLoss, get_loss
 from tfdml.models import DMLModel, EmbeddingHead, build_backbone
 
 
@@ -30,11 +31,12 @@ class Data:
         return train_dataset(
             self.train, self.sampler, image_size=config.data.image_size, seed=config.seed, start_step=start_step,
             crop_scale=aug.crop_scale, flip=aug.flip, brightness=aug.brightness, contrast=aug.contrast,
-            saturation=aug.saturation, grayscale=aug.grayscale,
+            saturation=aug.saturation, grayscale=aug.grayscale, bbox_crop=config.data.bbox_crop,
         )
 
     def eval_dataset(self, table: DatasetTable, config: Config) -> tf.data.Dataset:
-        return eval_dataset(table, image_size=config.data.image_size, batch_size=config.eval.batch_size)
+        return eval_dataset(table, image_size=config.data.image_size, batch_size=config.eval.batch_size,
+                            bbox_crop=config.data.bbox_crop)
 
     def summary(self) -> str:
         parts = [f"{name} {t.num_classes} classes / {len(t)} images"
@@ -47,14 +49,17 @@ def build_data(config: Config) -> Data:
     table = read_dataset(cfg.dataset, root=cfg.root, **cfg.reader_args)
     validate_images(table)  # name unreadable files now, not mid-epoch
     table = split_classes(table, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
-                          min_images=cfg.min_images, seed=cfg.split_seed)
+                          min_images=cfg.min_images, seed=cfg.split_seed, keep_split=True)
     train = table.subset("train")
     sampler = MPerClassSampler(train.label, m=config.sampler.m, batch_size=config.sampler.batch_size, seed=config.seed)
     return Data(table, train, table.subset("val"), table.subset("test"), sampler)
 
 
 def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
-    """The model of `config`; `num_classes` (training classes) sizes proxy losses unless `loss.args` sets it."""
+    """The model of `config`; `num_classes` (training classes) sizes proxy losses unless `loss.args` sets it.
+
+    Build it inside `strategy.scope()` to distribute it; BatchNorm then uses global-batch statistics.
+    """
     cfg = config.model
     size = config.data.image_size
     backbone = build_backbone(cfg.backbone, (size, size, 3), weights=cfg.backbone_weights, **cfg.backbone_args)
@@ -62,14 +67,24 @@ def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
         for layer in backbone._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.trainable = False
+    if num_replicas() > 1:
+        synchronize_batchnorm(backbone)
     head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, name="head")
+    model = DMLModel(backbone, head, build_loss(config, num_classes), name="dml_model")
+    model.build((None, size, size, 3))
+    return model
+
+
+def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
+    """`loss.name` with `loss.args`, wrapped in a cross-batch memory when `loss.xbm.memory_size > 0`."""
     loss_args = dict(config.loss.args)
     if "num_classes" in inspect.signature(LOSSES[config.loss.name].__init__).parameters:
         loss_args.setdefault("num_classes", num_classes)
     loss = get_loss(config.loss.name, **loss_args)
-    model = DMLModel(backbone, head, loss, name="dml_model")
-    model.build((None, size, size, 3))
-    return model
+    xbm = config.loss.xbm
+    if xbm.memory_size:
+        loss = CrossBatchMemory(loss, memory_size=xbm.memory_size, start_step=xbm.start_step, weight=xbm.weight)
+    return loss
 
 
 def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:

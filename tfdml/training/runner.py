@@ -21,6 +21,7 @@ import keras
 from tfdml.config import Config, config_from_dict, diff_configs, save_config
 from tfdml.config.schema import RESUMABLE_KEYS
 from tfdml.data import reraise_data_errors
+from tfdml.distribute import get_strategy
 from tfdml.errors import ConfigError
 from tfdml.evaluation import evaluate_retrieval
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
@@ -41,10 +42,15 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     data = build_data(config)
     log(f"data: {config.data.dataset}: {data.summary()}")
     steps = config.train.steps_per_epoch or len(data.sampler)
-    model = build_model(config, num_classes=data.train.num_classes)
-    model.compile(optimizer=build_optimizer(config, steps), lr_multipliers=config.optimizer.lr_multipliers,
-                  jit_compile=config.train.jit_compile)
-    model.build_optimizers()
+    strategy = get_strategy(config.distribute)
+    if config.sampler.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(f"sampler.batch_size={config.sampler.batch_size} must be a multiple of the "
+                          f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}")
+    with strategy.scope():
+        model = build_model(config, num_classes=data.train.num_classes)
+        model.compile(optimizer=build_optimizer(config, steps), lr_multipliers=config.optimizer.lr_multipliers,
+                      jit_compile=config.train.jit_compile)
+        model.build_optimizers()
 
     validation = RetrievalValidation(data.eval_dataset(data.val, config), monitor=config.eval.monitor,
                                      every_epochs=config.eval.every_epochs, ks=config.eval.ks,
@@ -78,8 +84,11 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
 
     with reraise_data_errors():
         embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
+    # In-Shop style tables search a gallery with separate queries; others retrieve among all test images.
+    masks = {} if data.test.is_query.all() and data.test.is_gallery.all() else {
+        "query_mask": data.test.is_query, "gallery_mask": data.test.is_gallery}
     test = evaluate_retrieval(embeddings, labels, ks=config.eval.ks, backend=config.eval.backend,
-                              compute_nmi=config.eval.nmi, seed=config.seed)
+                              compute_nmi=config.eval.nmi, seed=config.seed, **masks)
     metrics = {
         "test": test,
         "best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},
