@@ -223,6 +223,7 @@ def _check_bounds(value: Any, meta: Mapping, path: str, where: str) -> Any:
 
 
 def _where(path: str, origins: Mapping[str, str]) -> str:
+    path = path.split("[", 1)[0]  # a list item was set with its list
     while path:
         if path in origins:
             return origins[path]

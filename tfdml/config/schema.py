@@ -7,7 +7,7 @@ each field's metadata so that the loader's errors can say what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 
 def _f(default: Any, **meta: Any) -> Any:
@@ -71,13 +71,43 @@ class LossConfig:
 
 
 @dataclass
+class MixingConfig:
+    """Metrix (tfdml.mixing): `level: none` trains without mixing."""
+
+    level: str = _f("none", choices=("none", "input", "feature", "embedding"))
+    alpha: float = _f(2.0, min=1e-6)
+    lambda_per: str = _f("batch", choices=("batch", "pair"))
+    kinds: tuple[Literal["pos_neg", "anchor_neg", "neg_neg"], ...] = _f(("pos_neg", "anchor_neg", "neg_neg"))
+    max_mixtures: int = _f(64, min=1)
+    weight: float = _f(0.4, min=0.0)
+
+
+@dataclass
+class CCPConfig:
+    """CCP (tfdml.ccp): rounds of a regularised multi-proxy loss around `loss`, re-seeded by k-center."""
+
+    enabled: bool = _f(False)
+    proxies_per_class: int = _f(8, min=1)  # K
+    pool_size: int = _f(12, min=1)  # b: pool images per class at re-seeding
+    lambda0: float = _f(2e-4, min=0.0)
+    decay: float = _f(1.0, min=0.0)
+    patience: int = _f(3, min=1)  # validations without improvement that start a new round
+    stop_patience: int = _f(60, min=1)  # ... that end training
+    w_pair: float = _f(0.1, min=0.0)
+    w_proxy: float = _f(1.0, min=0.0)
+
+
+@dataclass
 class OptimizerConfig:
     name: str = _f("adam", choices=("adam", "adamw", "sgd"))
     learning_rate: float = _f(1e-3, min=0.0)
     weight_decay: float = _f(1e-4, min=0.0)
-    schedule: str = _f("cosine", choices=("constant", "cosine"))
+    schedule: str = _f("cosine", choices=("constant", "cosine", "step"))
     warmup_epochs: int = _f(0, min=0)
+    decay_epochs: int = _f(10, min=1)  # `step` schedule: multiply by decay_rate every decay_epochs
+    decay_rate: float = _f(0.5, min=0.0, max=1.0)
     clipnorm: Optional[float] = _f(None, min=0.0)
+    clipvalue: Optional[float] = _f(None, min=0.0)
     lr_multipliers: dict[str, float] = _f({"backbone": 1.0, "head": 1.0, "loss": 100.0}, keys=("backbone", "head", "loss"))
 
 
@@ -118,6 +148,8 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
+    ccp: CCPConfig = field(default_factory=CCPConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

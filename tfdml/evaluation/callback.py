@@ -68,8 +68,16 @@ class RetrievalValidation(keras.callbacks.Callback):
                              f"{NON_FINITE_HINT}")
         return evaluate_retrieval(embeddings, labels, ks=self.ks, backend=self.backend)
 
+    def validated(self, epoch: int) -> bool:
+        """Whether the metrics of `epoch` (0-based) have been computed."""
+        return bool(self.history) and self.history[-1]["epoch"] == epoch + 1
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if (epoch + 1) % self.every_epochs:
+        """Validate (once per epoch: callbacks that act on the metric may call this first themselves)."""
+        if (epoch + 1) % self.every_epochs or self.validated(epoch):
+            if self.validated(epoch) and logs is not None:
+                logs.update({f"val_{k}": v for k, v in self.history[-1].items() if k not in ("epoch",)
+                             and not k.startswith("num_")})
             return
         metrics = self.evaluate(epoch)
         self.history.append({"epoch": epoch + 1, **metrics})

@@ -87,6 +87,14 @@ class PairLoss(MetricLoss):
         w_pos, w_neg = pair_weights(labels, refs)
         return self.from_pairs(values, w_pos, w_neg)
 
+    def anchors(self, embeddings: Any, labels: Any) -> tuple[Any, Any, Any]:
+        """The rows `from_pairs` sums over: `(anchor embeddings [A, D], labels [A], batch index [A])`.
+
+        The batch itself here; proxy-anchored losses return their proxies with index -1. Metrix
+        compares these anchors with mixed embeddings under soft targets.
+        """
+        return embeddings, labels, ops.arange(ops.shape(labels)[0], dtype="int32")
+
     def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
         raise NotImplementedError
 

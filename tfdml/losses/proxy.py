@@ -53,6 +53,10 @@ class ProxyLoss(PairLoss):
     def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
         return super()._compute(embeddings, labels, self.proxy_references())
 
+    def anchors(self, embeddings: Any, labels: Any) -> tuple[Any, Any, Any]:
+        raise NotImplementedError(f"{self.name} compares the batch with proxies under a softmax; mixing (Metrix) "
+                                  "supports contrastive, multi_similarity, triplet and proxy_anchor")
+
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class}
 
@@ -84,6 +88,10 @@ class ProxyAnchorLoss(ProxyLoss):
         values = ops.transpose(self.distance(embeddings, proxies.embeddings))
         w_pos, w_neg = pair_weights(proxies.labels, References(embeddings, labels))
         return self.from_pairs(values, w_pos, w_neg)
+
+    def anchors(self, embeddings: Any, labels: Any) -> tuple[Any, Any, Any]:
+        proxies = self.proxy_references()
+        return proxies.embeddings, proxies.labels, -ops.ones_like(proxies.labels)
 
     def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
         pos = weighted_log1p_sum_exp(-self.alpha * (values - self.delta), w_pos)

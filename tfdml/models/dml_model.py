@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfdml.distribute import gather_across_replicas, replica_scale
+from tfdml.distribute import gather_across_replicas, num_replicas, replica_scale
 from tfdml.losses.base import MetricLoss
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import scaled_clone
@@ -36,11 +36,14 @@ class DMLModel(keras.Model):
     saved, restored and exported with everything else.
     """
 
-    def __init__(self, backbone: keras.Model, head: EmbeddingHead, loss: MetricLoss, **kwargs: Any) -> None:
+    def __init__(self, backbone: keras.Model, head: EmbeddingHead, loss: MetricLoss, mixing: Any = None,
+                 proximal: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backbone = backbone
         self.head = head
         self.metric_loss = loss
+        self.mixing = mixing  # e.g. tfdml.mixing.Metrix: adds `weight * L_mix` to training steps
+        self.proximal = proximal  # e.g. tfdml.ccp.ProximalTerm: adds (lambda/2)||theta - theta*||^2
         self.lr_multipliers: dict[str, float] = {}
         self.group_optimizers: dict[str, keras.optimizers.Optimizer] = {}
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -61,6 +64,8 @@ class DMLModel(keras.Model):
             self.head.build(self.backbone.compute_output_shape(input_shape))
         if not self.metric_loss.built:
             self.metric_loss.build((input_shape[0], self.head.dim))
+        if self.proximal is not None and not self.proximal.anchors:
+            self.proximal.build_for(self.network_variables())
         self.built = True
 
     # ------------------------------------------------------------------ parameter groups
@@ -72,6 +77,11 @@ class DMLModel(keras.Model):
             "head": list(self.head.trainable_variables),
             "loss": list(self.metric_loss.trainable_variables),
         }
+
+    def network_variables(self) -> list:
+        """The network's trainable weights (`backbone` and `head` groups): what CCP's proximal term covers."""
+        groups = self.parameter_groups()
+        return groups["backbone"] + groups["head"]
 
     def compile(self, optimizer: Any = "adam", lr_multipliers: Mapping[str, float] | None = None, **kwargs: Any) -> None:
         """Compile with one optimizer whose learning rate each group scales by its multiplier.
@@ -126,15 +136,26 @@ class DMLModel(keras.Model):
     # ------------------------------------------------------------------ steps
 
     def compute_metric_loss(self, images: Any, labels: Any, training: bool) -> Any:
-        """The loss of the global batch: under `tf.distribute`, embeddings are gathered from all replicas."""
-        embeddings, labels = gather_across_replicas(self(images, training=training), labels)
-        return self.metric_loss(embeddings, labels, training=training)
+        """The loss of the global batch (under `tf.distribute`, embeddings are gathered from all replicas),
+        plus the mixing loss in training steps when the model has a `mixing` component."""
+        features = self.features(images, training)
+        embeddings = self.embed(features, training)
+        global_embeddings, global_labels = gather_across_replicas(embeddings, labels)
+        loss = self.metric_loss(global_embeddings, global_labels, training=training)
+        if training and self.mixing is not None:
+            if num_replicas() > 1:
+                raise ValueError("mixing (Metrix) does not support tf.distribute yet; train it on one device")
+            mixed = self.mixing.mixed_loss(self, self.metric_loss, images, features, embeddings, labels, training)
+            loss = loss + self.mixing.weight * mixed
+        return loss
 
     def train_step(self, data: Any) -> dict:
         images, labels = data
         with tf.GradientTape() as tape:
             loss = self.compute_metric_loss(images, labels, training=True)
             total = loss + ops.sum(self.losses) if self.losses else loss
+            if self.proximal is not None:
+                total = total + self.proximal.penalty(self.network_variables())
             total = total * replica_scale()  # replicas' gradients are summed
         variables = self.trainable_variables
         self.apply_gradients(tape.gradient(total, variables), variables)
@@ -177,13 +198,17 @@ class DMLModel(keras.Model):
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "head": keras.saving.serialize_keras_object(self.head),
             "loss": keras.saving.serialize_keras_object(self.metric_loss),
+            "mixing": keras.saving.serialize_keras_object(self.mixing) if self.mixing is not None else None,
+            "proximal": keras.saving.serialize_keras_object(self.proximal) if self.proximal is not None else None,
         }
 
     @classmethod
     def from_config(cls, config: dict) -> "DMLModel":
         config = dict(config)
         parts = {k: keras.saving.deserialize_keras_object(config.pop(k)) for k in ("backbone", "head", "loss")}
-        return cls(**parts, **config)
+        optional = {k: keras.saving.deserialize_keras_object(v) if v else None
+                    for k, v in ((k, config.pop(k, None)) for k in ("mixing", "proximal"))}
+        return cls(**parts, **optional, **config)
 
 
 def _input_shape(x: Any) -> tuple:

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from tfdml.ccp import CCPLoss, ProximalTerm
 from tfdml.config import Config
 from tfdml.data import (DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset,
                         validate_images)
 from tfdml.distribute import num_replicas, synchronize_batchnorm
 from tfdml.losses import LOSSES, CrossBatchMemory, MetricLoss, get_loss
+from tfdml.mixing import Metrix
 from tfdml.models import DMLModel, EmbeddingHead, build_backbone
 
 
@@ -70,13 +72,16 @@ def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
     if num_replicas() > 1:
         synchronize_batchnorm(backbone)
     head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, name="head")
-    model = DMLModel(backbone, head, build_loss(config, num_classes), name="dml_model")
+    proximal = ProximalTerm(name="proximal") if config.ccp.enabled else None
+    model = DMLModel(backbone, head, build_loss(config, num_classes), mixing=build_mixing(config), proximal=proximal,
+                     name="dml_model")
     model.build((None, size, size, 3))
     return model
 
 
 def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
-    """`loss.name` with `loss.args`, wrapped in a cross-batch memory when `loss.xbm.memory_size > 0`."""
+    """`loss.name` with `loss.args`, wrapped in a cross-batch memory when `loss.xbm.memory_size > 0` and in
+    CCP's multi-proxy objective when `ccp.enabled`."""
     loss_args = dict(config.loss.args)
     if "num_classes" in inspect.signature(LOSSES[config.loss.name].__init__).parameters:
         loss_args.setdefault("num_classes", num_classes)
@@ -84,7 +89,20 @@ def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
     xbm = config.loss.xbm
     if xbm.memory_size:
         loss = CrossBatchMemory(loss, memory_size=xbm.memory_size, start_step=xbm.start_step, weight=xbm.weight)
+    ccp = config.ccp
+    if ccp.enabled:
+        loss = CCPLoss(loss, num_classes=num_classes, proxies_per_class=ccp.proxies_per_class, w_pair=ccp.w_pair,
+                       w_proxy=ccp.w_proxy)
     return loss
+
+
+def build_mixing(config: Config) -> Metrix | None:
+    """The Metrix component of `config.mixing`, or None for `level: none`."""
+    cfg = config.mixing
+    if cfg.level == "none":
+        return None
+    return Metrix(level=cfg.level, alpha=cfg.alpha, lambda_per=cfg.lambda_per, kinds=cfg.kinds,
+                  max_mixtures=cfg.max_mixtures, weight=cfg.weight, seed=config.seed)
 
 
 def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -97,7 +115,10 @@ def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Op
             0.0 if warmup else cfg.learning_rate, decay_steps=total - warmup,
             warmup_target=cfg.learning_rate if warmup else None, warmup_steps=warmup,
         )
-    common = {"learning_rate": rate, "clipnorm": cfg.clipnorm}
+    elif cfg.schedule == "step":
+        rate = keras.optimizers.schedules.ExponentialDecay(
+            cfg.learning_rate, decay_steps=cfg.decay_epochs * steps_per_epoch, decay_rate=cfg.decay_rate, staircase=True)
+    common = {"learning_rate": rate, "clipnorm": cfg.clipnorm, "clipvalue": cfg.clipvalue}
     if cfg.name == "sgd":
         return keras.optimizers.SGD(momentum=0.9, weight_decay=cfg.weight_decay or None, **common)
     if cfg.name == "adamw":

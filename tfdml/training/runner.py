@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import keras
+import numpy as np
 
+from tfdml.ccp import CCPRounds, table_pool
 from tfdml.config import Config, config_from_dict, diff_configs, save_config
 from tfdml.config.schema import RESUMABLE_KEYS
 from tfdml.data import reraise_data_errors
 from tfdml.distribute import get_strategy
 from tfdml.errors import ConfigError
-from tfdml.evaluation import evaluate_retrieval
+from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.export import export_saved_model
 from tfdml.training.builders import build_data, build_model, build_optimizer
@@ -67,8 +69,14 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
 
     out_of_time = config.train.time_budget_s is not None and budget.spent_s >= config.train.time_budget_s
     if start_epoch < config.train.epochs and not out_of_time:
+        rounds = []
+        if config.ccp.enabled:  # after validation, before checkpointing: it acts on this epoch's metric
+            pool = table_pool(data.train, config.ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed)
+            rounds = [CCPRounds(validation, pool, lambda0=config.ccp.lambda0, decay=config.ccp.decay,
+                                patience=config.ccp.patience, stop_patience=config.ccp.stop_patience, log=log)]
         callbacks = [
             validation,  # first: later callbacks log and checkpoint its val_* metrics
+            *rounds,
             NaNGuard(checkpoint.last_path),
             budget,
             checkpoint,
@@ -84,11 +92,17 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
 
     with reraise_data_errors():
         embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
+        train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
     # In-Shop style tables search a gallery with separate queries; others retrieve among all test images.
     masks = {} if data.test.is_query.all() and data.test.is_gallery.all() else {
         "query_mask": data.test.is_query, "gallery_mask": data.test.is_gallery}
     test = evaluate_retrieval(embeddings, labels, ks=config.eval.ks, backend=config.eval.backend,
                               compute_nmi=config.eval.nmi, seed=config.seed, **masks)
+    # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures).
+    test["utilization"] = utilization(embeddings, train_embeddings)
+    if config.mixing.level != "none":
+        mixed = mix_embeddings(train_embeddings, train_labels, len(train_labels), config.mixing.alpha, config.seed)
+        test["utilization_mixed"] = utilization(embeddings, np.concatenate([train_embeddings, mixed]))
     metrics = {
         "test": test,
         "best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},

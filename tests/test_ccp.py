@@ -1,0 +1,195 @@
+"""CCP: k-center, re-seeding, the proximal term, the round logic, and resume mid-round."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfdml.ccp import CCPLoss, CCPRounds, ProximalTerm, greedy_k_center, reset_slots, table_pool
+from tfdml.config import load_config
+from tfdml.evaluation.callback import RetrievalValidation
+from tfdml.losses import ContrastiveLoss, MultiSimilarityLoss, TripletLoss
+from tfdml.models import DMLModel, EmbeddingHead, build_backbone
+from tfdml.training import run
+
+ROOT = Path(__file__).resolve().parents[1]
+rng = np.random.default_rng(0)
+
+
+def test_k_center_picks_the_farthest_points_by_hand():
+    # Class 0 on a line with its old proxy at 0: farthest is 10, then 4 (farther from {0, 10} than 1 or 6).
+    # Class 1 has only two real points (third row is padding) and K = 3: both, then a repeat.
+    pool = np.array([[[1.0], [10.0], [4.0], [6.0]], [[0.0], [3.0], [99.0], [99.0]]])
+    valid = np.array([[True] * 4, [True, True, False, False]])
+    previous = np.array([[[0.0]], [[0.0]]])
+    np.testing.assert_array_equal(greedy_k_center(pool, valid, previous, 3), [[1, 2, 3], [1, 0, 1]])
+    # Without previous proxies the first pick is arbitrary (the first row), then farthest-first.
+    np.testing.assert_array_equal(greedy_k_center(pool[:1], valid[:1], np.zeros((1, 0, 1)), 2), [[0, 1]])
+    with pytest.raises(ValueError, match="classes \\[1\\] have no pool points"):
+        greedy_k_center(pool, np.array([[True] * 4, [False] * 4]), previous, 1)
+
+
+def test_k_center_vectorised_equals_one_class_at_a_time():
+    pool, valid = rng.normal(size=(6, 9, 4)), rng.random((6, 9)) < 0.8
+    valid[:, 0] = True
+    previous = rng.normal(size=(6, 2, 4))
+    together = greedy_k_center(pool, valid, previous, 4)
+    for c in range(6):
+        np.testing.assert_array_equal(together[c], greedy_k_center(pool[c:c + 1], valid[c:c + 1], previous[c:c + 1], 4)[0])
+
+
+def ccp_model(num_classes=4, k=2):
+    keras.utils.set_random_seed(0)
+    model = DMLModel(build_backbone("small_cnn", (16, 16, 3), widths=(8,)), EmbeddingHead(8),
+                     CCPLoss(ContrastiveLoss(), num_classes=num_classes, proxies_per_class=k), proximal=ProximalTerm())
+    model.build((None, 16, 16, 3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    model.build_optimizers()
+    return model
+
+
+IMAGES = rng.uniform(0, 255, (16, 16, 16, 3)).astype("float32")
+LABELS = np.repeat(np.arange(4), 4).astype("int32")
+
+
+def test_ccp_objective_is_both_terms_on_unit_ball_projections():
+    inner = MultiSimilarityLoss(mining_epsilon=None, distance="cosine")
+    loss = CCPLoss(inner, num_classes=4, proxies_per_class=2, w_pair=0.3, w_proxy=0.7)
+    emb = rng.normal(size=(16, 6)).astype("float32") * 3
+    loss.build((None, 6))
+    from tfdml.losses import References
+    ball = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1.0)  # noqa: E731
+    expected = 0.3 * float(inner(ball(emb), LABELS)) + 0.7 * float(inner.compute(
+        ball(emb), LABELS, References.from_proxies(ball(loss.proxies.numpy()), np.tile(np.arange(4), 2))))
+    assert float(loss(emb, LABELS)) == pytest.approx(expected, rel=1e-5)
+    for wrapped in (ContrastiveLoss(), TripletLoss(), MultiSimilarityLoss()):
+        assert np.isfinite(float(CCPLoss(wrapped, num_classes=4)(emb, LABELS)))
+
+
+def test_proximal_gradient_is_lambda_times_the_gap_on_network_weights_only():
+    model = ccp_model()
+    network = model.network_variables()
+    anchors = [rng.normal(size=v.shape).astype("float32") for v in network]
+    model.proximal.set_anchor(anchors)
+    model.proximal.lam.assign(0.5)
+    with tf.GradientTape() as tape:
+        penalty = model.proximal.penalty(network)
+    grads = tape.gradient(penalty, network + [model.metric_loss.proxies])
+    for g, v, a in zip(grads, network, anchors):
+        np.testing.assert_allclose(g, 0.5 * (v.numpy() - a), rtol=1e-5, atol=1e-6)
+    assert grads[-1] is None  # proxies are not regularised
+    assert all(v is not model.metric_loss.proxies for v in network)
+
+
+def fixed_pool(embeddings, labels):
+    return lambda model, round_: (embeddings, labels)
+
+
+def test_reseeding_replaces_exactly_the_proxies_and_resets_their_optimizer_slots():
+    model = ccp_model()
+    model.fit(tf.data.Dataset.from_tensors((IMAGES, LABELS)), epochs=1, verbose=0)
+    optimizer, proxies = model.optimizer_for("loss"), model.metric_loss.proxies
+    index = optimizer._get_variable_index(proxies)
+    assert np.abs(optimizer._momentums[index].numpy()).sum() > 0
+    before = {v.path: v.numpy().copy() for v in model.weights if v is not proxies}
+    slots_before = [m.numpy().copy() for m in optimizer._momentums]
+
+    # A pool with a class (3) that has fewer images than the pool size; K = 2 proxies per class.
+    pool_emb = rng.normal(size=(9, 8)).astype("float32")
+    pool_labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
+    rounds = CCPRounds(RetrievalValidation(None), fixed_pool(pool_emb, pool_labels), log=lambda _: None)
+    rounds.set_model(model)
+    moved = rounds.reseed(previous=None)
+    new = proxies.numpy().reshape(2, 4, 8)  # proxy k*C + c
+    ball = pool_emb / np.maximum(np.linalg.norm(pool_emb, axis=1, keepdims=True), 1.0)
+    for c in range(4):
+        members = ball[pool_labels == c]
+        for k in range(2):  # every proxy is one of its class's pool points
+            assert np.isclose(members, new[k, c], atol=1e-6).all(axis=1).any()
+    np.testing.assert_allclose(new[0, 3], new[1, 3])  # the one-image class repeats it
+    assert moved > 0
+    for v in model.weights:
+        if v is not proxies:
+            np.testing.assert_array_equal(v.numpy(), before[v.path])
+    assert not optimizer._momentums[index].numpy().any() and not optimizer._velocities[index].numpy().any()
+    for i, m in enumerate(optimizer._momentums):
+        if i != index:
+            np.testing.assert_array_equal(m.numpy(), slots_before[i])
+    assert reset_slots(keras.optimizers.Adam(), proxies) == 0  # an unbuilt optimizer has no slots
+
+
+class ScriptedValidation(RetrievalValidation):
+    """Validation whose metric follows a script (our own callback's double, the framework is real)."""
+
+    def __init__(self, script):
+        super().__init__(None)
+        self.script = list(script)
+
+    def evaluate(self, epoch=-1):
+        return {"map@r": self.script[epoch]}
+
+
+def test_scripted_metrics_trigger_rounds_and_the_final_stop_at_the_right_epochs():
+    model = ccp_model()
+    script = [0.1, 0.2, 0.2, 0.15, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    validation = ScriptedValidation(script)
+    pool = fixed_pool(rng.normal(size=(16, 8)).astype("float32"), LABELS)
+    rounds = CCPRounds(validation, pool, lambda0=1e-3, decay=0.5, patience=2, stop_patience=5, log=lambda _: None)
+    data = tf.data.Dataset.from_tensors((IMAGES, LABELS)).repeat()
+    history = model.fit(data, epochs=12, steps_per_epoch=1, callbacks=[rounds, validation], verbose=0)
+    # Improvements at epochs 1, 2, 5; two flat validations start a round; five end training.
+    assert [e["epoch"] for e in rounds.events] == [4, 7, 9]
+    assert [e["round"] for e in rounds.events] == [2, 3, 4]
+    assert [e["lambda"] for e in rounds.events] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+    assert len(history.history["loss"]) == 10 and history.history["ccp_round"][-1] == 4
+    assert history.history["ccp_lambda"][:4] == [0.0, 0.0, 0.0, pytest.approx(1e-3)]
+    assert validation.best_epoch == 5 and len(validation.history) == 10  # each epoch validated once
+
+
+def test_a_run_interrupted_mid_round_resumes_identically(tmp_path):
+    tiny = ["sampler.batch_size=32", "train.steps_per_epoch=2", "model.backbone_args.widths=[8,16]",
+            "model.embedding_dim=16", "eval.batch_size=512", "train.verbose=0", "export.saved_model=false",
+            "ccp.enabled=true", "ccp.proxies_per_class=2", "ccp.pool_size=3", "ccp.patience=1",
+            "optimizer.learning_rate=0.0", "optimizer.schedule=constant", "model.freeze_batchnorm=true", "train.epochs=3", "data.reader_args.vendors=[google,twitter]",
+            f"output_dir={tmp_path}"]
+
+    def config(name):
+        return load_config(ROOT / "yaml_configs" / "emoji_c1.yaml", [*tiny, f"name={name}"])
+
+    messages = []
+    run(config("whole"), log=messages.append)
+    # A frozen network never improves on epoch 1, so every later epoch starts a round.
+    assert any("CCP round 2 after epoch 2" in m for m in messages), messages
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:  # after round 2 started
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(config("cut"), log=lambda _: None, callbacks=[Interrupt()])
+    run(config("cut"), log=lambda _: None)
+    whole = keras.models.load_model(tmp_path / "whole" / "checkpoints" / "last.keras")
+    cut = keras.models.load_model(tmp_path / "cut" / "checkpoints" / "last.keras")
+    for name in ("round", "lam", "best", "since_round", "since_improvement"):
+        assert getattr(whole.proximal, name).numpy() == getattr(cut.proximal, name).numpy(), name
+    assert int(cut.proximal.round.numpy()) == 3
+    for a, b in zip(whole.proximal.anchors, cut.proximal.anchors):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    np.testing.assert_allclose(whole.metric_loss.proxies.numpy(), cut.metric_loss.proxies.numpy(), atol=1e-6)
+
+
+def test_table_pool_takes_at_most_b_images_per_class(make_table):
+    table = make_table([1, 5, 2, 7])
+    seen = []
+
+    def dataset_fn(subset):
+        seen.append(subset)
+        return tf.data.Dataset.from_tensor_slices((np.zeros((len(subset), 2, 2, 3), "float32"), subset.label)).batch(4)
+
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3)])
+    embeddings, labels = table_pool(table, 3, dataset_fn, seed=0)(model, 1)
+    assert np.bincount(labels).tolist() == [1, 3, 2, 3] and embeddings.shape == (9, 3)

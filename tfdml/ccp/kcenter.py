@@ -1,0 +1,55 @@
+"""Greedy k-center selection per class, vectorised across classes (CCP's proxy re-seeding).
+
+For each class: start from `m` = each pool point's squared distance to the nearest previous proxy of
+its class; K times pick the pool point with the largest `m` and lower `m` by the distance to it.
+Classes are padded to one pool size with a validity mask, so all classes advance together.
+
+Example:
+    >>> import numpy as np
+    >>> pool = np.array([[[0.0], [1.0], [5.0], [2.0]]])            # one class, four 1-d points
+    >>> greedy_k_center(pool, np.ones((1, 4), bool), np.array([[[0.0]]]), k=2)
+    array([[2, 3]])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def greedy_k_center(pool: np.ndarray, valid: np.ndarray, previous: np.ndarray, k: int) -> np.ndarray:
+    """Indices `[C, k]` into each class's pool of the `k` points chosen by greedy k-center.
+
+    Args:
+        pool: `[C, b, D]` pool embeddings per class (padding rows anywhere, marked by `valid`).
+        valid: `[C, b]` which pool rows are real.
+        previous: `[C, P, D]` previous proxies per class (the starting centres; P may be 0).
+        k: centres to choose per class.
+
+    A class with fewer than `k` valid points gets all of them, then repeats its farthest-first
+    order from the start (distance 0 to an already chosen point makes it the next pick).
+    A class with no valid point is an error: it would have no proxies.
+    """
+    pool, previous = np.asarray(pool, np.float64), np.asarray(previous, np.float64)
+    valid = np.asarray(valid, bool)
+    if not valid.any(axis=1).all():
+        empty = np.flatnonzero(~valid.any(axis=1))
+        raise ValueError(f"classes {empty[:5].tolist()} have no pool points to choose proxies from")
+    if previous.shape[1]:
+        gaps = ((pool[:, :, None, :] - previous[:, None, :, :]) ** 2).sum(-1)  # [C, b, P]
+        nearest = gaps.min(axis=2)
+    else:
+        nearest = np.full(valid.shape, np.inf)
+    nearest = np.where(valid, nearest, -np.inf)
+    classes = np.arange(len(pool))
+    chosen = np.empty((len(pool), k), np.int64)
+    for step in range(k):
+        pick = nearest.argmax(axis=1)
+        chosen[:, step] = pick
+        gap = ((pool - pool[classes, pick][:, None, :]) ** 2).sum(-1)
+        nearest = np.where(valid, np.minimum(nearest, gap), -np.inf)
+    # A class with n < k valid points: its first n picks cover them all; cycle through them again.
+    counts = valid.sum(axis=1)
+    for row in np.flatnonzero(counts < k):
+        n = int(counts[row])
+        chosen[row, n:] = chosen[row, np.arange(n, k) % n]
+    return chosen

@@ -1,0 +1,104 @@
+"""The CCP objective (Gurbuz et al., "Deep metric learning with chance constraints"):
+
+    L = w_pair * l(batch vs batch) + w_proxy * l(batch vs K proxies per class) + (lambda / 2) ||theta - theta*||^2
+
+`CCPLoss` is the first two terms around any pair loss of the library (C1, C2, MS, triplet), with
+embeddings and proxies projected onto the unit ball. `ProximalTerm` is the third, over the network's
+weights only (the model's `backbone` and `head` parameter groups, never the proxies); it also holds
+the round state (round, lambda, theta*, best metric, patience counters) as non-trainable weights, so
+a checkpoint resumes a run in the same round.
+
+Example:
+    >>> from tfdml.losses import ContrastiveLoss
+    >>> loss = CCPLoss(ContrastiveLoss(), num_classes=100, proxies_per_class=8)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from tfdml.losses.base import MetricLoss, PairLoss
+from tfdml.losses.core import References, check_inputs, unit_ball
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class CCPLoss(MetricLoss):
+    """`w_pair * loss(batch, batch) + w_proxy * loss(batch, proxies)` on unit-ball projections.
+
+    Proxies (`num_classes * proxies_per_class` of them, proxy `i` of class `i % num_classes`) are this
+    layer's trainable weight, in the model's `loss` parameter group. CCP's defaults: w_pair 0.1,
+    w_proxy 1.0; K = 8 (CUB, Cars196) or 4 (SOP, In-Shop).
+    """
+
+    def __init__(self, loss: PairLoss | dict, num_classes: int, proxies_per_class: int = 8, w_pair: float = 0.1,
+                 w_proxy: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(loss, dict):
+            loss = keras.saving.deserialize_keras_object(loss)
+        if not isinstance(loss, MetricLoss) or not loss.accepts_references:
+            raise ValueError(f"CCP wraps a pair loss that accepts proxies as references (contrastive, "
+                             f"multi_similarity, triplet); got {type(loss).__name__}")
+        if num_classes is None or num_classes < 1 or proxies_per_class < 1:
+            raise ValueError(f"num_classes ({num_classes}) and proxies_per_class ({proxies_per_class}) must be >= 1")
+        self.loss, self.num_classes, self.proxies_per_class = loss, int(num_classes), int(proxies_per_class)
+        self.w_pair, self.w_proxy = float(w_pair), float(w_proxy)
+
+    def build(self, input_shape: tuple) -> None:
+        self.proxies = self.add_weight(shape=(self.num_classes * self.proxies_per_class, input_shape[-1]),
+                                       initializer=keras.initializers.HeUniform(), name="proxies", trainable=True)
+        self.built = True
+
+    def proxy_labels(self) -> Any:
+        return ops.tile(ops.arange(self.num_classes, dtype="int32"), [self.proxies_per_class])
+
+    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
+        embeddings = unit_ball(embeddings)
+        proxies = References.from_proxies(unit_ball(self.proxies), self.proxy_labels())
+        return (self.w_pair * self.loss.compute(embeddings, labels)
+                + self.w_proxy * self.loss.compute(embeddings, labels, proxies))
+
+    def call(self, embeddings: Any, labels: Any, training: bool | None = None) -> Any:
+        return self.compute(embeddings, labels)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
+                "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class,
+                "w_pair": self.w_pair, "w_proxy": self.w_proxy}
+
+
+@keras.saving.register_keras_serializable(package="tfdml")
+class ProximalTerm(keras.layers.Layer):
+    """`(lambda / 2) * sum ||theta - theta*||^2` over the network's weights, and CCP's round state.
+
+    `build(variables)` creates one `theta*` copy per network variable. `lam` is 0 in the first round.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.anchors: list = []
+
+    def build_for(self, variables: list) -> None:
+        state = {"trainable": False, "aggregation": "only_first_replica"}
+        self.anchors = [self.add_weight(shape=v.shape, initializer="zeros", name=f"theta_star_{i}", **state)
+                        for i, v in enumerate(variables)]
+        self.lam = self.add_weight(shape=(), initializer="zeros", name="lambda", **state)
+        self.round = self.add_weight(shape=(), initializer="zeros", dtype="int32", name="round", **state)
+        self.best = self.add_weight(shape=(), initializer=keras.initializers.Constant(-1.0), name="best", **state)
+        self.since_improvement = self.add_weight(shape=(), initializer="zeros", dtype="int32",
+                                                 name="since_improvement", **state)
+        self.since_round = self.add_weight(shape=(), initializer="zeros", dtype="int32", name="since_round", **state)
+        self.built = True
+
+    def penalty(self, variables: list) -> Any:
+        """`(lam / 2) * sum ||v - v*||^2` (exactly 0, with no work wasted on gradients, while lam = 0)."""
+        total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32") - a))
+                                   for v, a in zip(variables, self.anchors)]))
+        return 0.5 * self.lam * total
+
+    def set_anchor(self, values: list) -> None:
+        """`theta* <- values` (numpy arrays or variables, in the order of `build_for`)."""
+        for anchor, value in zip(self.anchors, values):
+            anchor.assign(value)

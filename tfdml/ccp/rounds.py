@@ -1,0 +1,163 @@
+"""CCP's rounds as an explicit loop inside `fit`: validate, decide, re-seed, regularise.
+
+`CCPRounds` is a callback that first makes sure this epoch's validation metric exists (it runs the
+`RetrievalValidation` itself if that has not run yet, so callback order cannot make it act on the
+previous epoch's metric), then decides:
+
+- an improvement resets both patience counters;
+- `patience` validations without improvement in a round start a new round: `theta* <- best
+  weights`, `lambda <- lambda0 * decay**(round - 2)` (round 1 has lambda 0), and the proxies are
+  re-seeded by greedy k-center from a pool of `pool_size` random training images per class embedded
+  with the current network, starting from the best proxies, with their optimizer state reset;
+- `stop_patience` validations without improvement stop training; the validation callback then
+  restores the best weights.
+
+All state lives in the model's `ProximalTerm` weights, so a checkpoint resumes the same round.
+
+Example (a notebook):
+    >>> validation = RetrievalValidation(val_ds)                                    # doctest: +SKIP
+    >>> rounds = CCPRounds(validation, table_pool(train_table, 12, eval_fn, seed=0)) # doctest: +SKIP
+    >>> model.fit(train_ds, epochs=100, steps_per_epoch=25, callbacks=[validation, rounds])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from tfdml.ccp.kcenter import greedy_k_center
+from tfdml.ccp.objective import CCPLoss, ProximalTerm
+from tfdml.data.table import DatasetTable
+from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
+
+Pool = Callable[[keras.Model, int], tuple[np.ndarray, np.ndarray]]
+
+
+def table_pool(table: DatasetTable, pool_size: int, dataset_fn: Callable[[DatasetTable], Any], seed: int = 0) -> Pool:
+    """A pool function: `pool_size` random images per class of `table` (all of a smaller class), drawn anew
+    each round (seeded by `(seed, round)`), embedded with evaluation preprocessing (`dataset_fn`).
+
+    Returns embeddings and the dense labels `0..C-1` that index the proxies.
+    """
+    dense = table.dense_labels()
+    by_class = [np.flatnonzero(dense == c) for c in range(dense.max() + 1)]
+
+    def pool(model: keras.Model, round_: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng((seed, round_))
+        rows = np.concatenate([rng.permutation(r)[:pool_size] for r in by_class])
+        embeddings, _ = embed_dataset(model, dataset_fn(table.select(rows)))
+        return embeddings, dense[rows]
+
+    return pool
+
+
+def reset_slots(optimizer: keras.optimizers.Optimizer, variable: Any) -> int:
+    """Zero the optimizer's slots (moments, velocities, ...) of `variable`; return how many were reset."""
+    if not optimizer.built:
+        return 0
+    index = optimizer._get_variable_index(variable)
+    count = len(optimizer._trainable_variables)
+    reset = 0
+    for value in vars(optimizer).values():
+        if (isinstance(value, list) and len(value) == count and value is not optimizer._trainable_variables
+                and all(hasattr(v, "assign") for v in value if v is not None)):
+            slot = value[index]
+            if slot is not None and tuple(slot.shape) == tuple(variable.shape):
+                slot.assign(np.zeros(slot.shape, slot.dtype))
+                reset += 1
+    return reset
+
+
+def unit_ball(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1.0)
+
+
+class CCPRounds(keras.callbacks.Callback):
+    """CCP's round logic (see the module docstring). The model needs a `CCPLoss` and a `ProximalTerm`."""
+
+    def __init__(self, validation: RetrievalValidation, pool: Pool, *, lambda0: float = 2e-4, decay: float = 1.0,
+                 patience: int = 3, stop_patience: int = 60, log: Callable[[str], None] = print) -> None:
+        super().__init__()
+        self.validation, self.pool, self.log = validation, pool, log
+        self.lambda0, self.decay, self.patience, self.stop_patience = lambda0, decay, patience, stop_patience
+        self.events: list[dict] = []  # one per round start, for logs and tests
+
+    @property
+    def state(self) -> ProximalTerm:
+        return self.model.proximal
+
+    @property
+    def loss(self) -> CCPLoss:
+        return self.model.metric_loss
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not isinstance(self.loss, CCPLoss) or not isinstance(self.model.proximal, ProximalTerm):
+            raise ValueError("CCPRounds needs a model built with a CCPLoss and a ProximalTerm "
+                             "(tfdml.training.builders.build_model does this when `ccp.enabled: true`)")
+        if int(self.state.round.numpy()) == 0:  # a fresh run: seed the first round's proxies from samples
+            self.reseed(previous=None)
+            self.state.round.assign(1)
+            self.log(f"CCP round 1: proxies seeded by k-center from the pool; lambda 0")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.validation.on_epoch_end(epoch, logs)  # the metric of *this* epoch, before any decision
+        if not self.validation.validated(epoch):
+            return
+        state = self.state
+        if self.validation.best_epoch == epoch + 1:
+            state.since_improvement.assign(0)
+            state.since_round.assign(0)
+        else:
+            state.since_improvement.assign_add(1)
+            state.since_round.assign_add(1)
+        state.best.assign(self.validation.best_value)
+        if int(state.since_improvement.numpy()) >= self.stop_patience:
+            self.model.stop_training = True
+            self.log(f"CCP: no improvement in {self.stop_patience} validations; stopping after round "
+                     f"{int(state.round.numpy())} (best {self.validation.monitor} {self.validation.best_value:.4f} "
+                     f"at epoch {self.validation.best_epoch})")
+        elif int(state.since_round.numpy()) >= self.patience:
+            self.new_round(epoch)
+        if logs is not None:
+            logs.update({"ccp_round": int(state.round.numpy()), "ccp_lambda": float(state.lam.numpy()),
+                         "ccp_best": float(state.best.numpy())})
+
+    def new_round(self, epoch: int) -> None:
+        state, best = self.state, self.validation.best_weights
+        round_ = int(state.round.numpy()) + 1
+        lam = self.lambda0 * self.decay ** (round_ - 2)
+        positions = {id(w): i for i, w in enumerate(self.model.weights)}
+        state.set_anchor([best[positions[id(v)]] for v in self.model.network_variables()])
+        state.lam.assign(lam)
+        state.round.assign(round_)
+        state.since_round.assign(0)
+        moved = self.reseed(previous=best[positions[id(self.loss.proxies)]])
+        self.events.append({"epoch": epoch + 1, "round": round_, "lambda": lam, "moved": moved})
+        self.log(f"CCP round {round_} after epoch {epoch + 1}: lambda {lam:.3g}, best {self.validation.monitor} "
+                 f"{self.validation.best_value:.4f}, proxies moved {moved:.4f} on average")
+
+    def reseed(self, previous: np.ndarray | None) -> float:
+        """Replace the proxies by greedy k-center picks from the pool; return the mean distance they moved."""
+        loss = self.loss
+        c, k = loss.num_classes, loss.proxies_per_class
+        embeddings, labels = self.pool(self.model, int(self.state.round.numpy()))
+        embeddings = unit_ball(embeddings)  # the space the loss compares in
+        sizes = np.bincount(labels, minlength=c)
+        if (sizes == 0).any():
+            raise ValueError(f"the CCP pool has no image of classes {np.flatnonzero(sizes == 0)[:5].tolist()}")
+        order = np.argsort(labels, kind="stable")
+        slot = np.arange(len(labels)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        pool = np.zeros((c, sizes.max(), embeddings.shape[1]), np.float32)
+        valid = np.zeros((c, sizes.max()), bool)
+        pool[labels[order], slot], valid[labels[order], slot] = embeddings[order], True
+        old = loss.proxies.numpy()
+        start = (unit_ball(previous).reshape(k, c, -1).transpose(1, 0, 2) if previous is not None
+                 else np.zeros((c, 0, embeddings.shape[1])))
+        chosen = greedy_k_center(pool, valid, start, k)
+        new = pool[np.arange(c)[:, None], chosen]  # [C, K, D]
+        new = new.transpose(1, 0, 2).reshape(k * c, -1)  # proxy k*C + c belongs to class c
+        loss.proxies.assign(new)
+        reset_slots(self.model.optimizer_for("loss"), loss.proxies)
+        return float(np.linalg.norm(new - unit_ball(old), axis=1).mean())
