@@ -120,9 +120,11 @@ class CCPRounds(keras.callbacks.Callback):
                      f"at epoch {self.validation.best_epoch})")
         elif int(state.since_round.numpy()) >= self.patience:
             self.new_round(epoch)
+        progress = {"ccp_round": int(state.round.numpy()), "ccp_lambda": float(state.lam.numpy()),
+                    "ccp_best": float(state.best.numpy())}
+        self.validation.history[-1].update(progress)  # kept in checkpoints' state and metrics.json
         if logs is not None:
-            logs.update({"ccp_round": int(state.round.numpy()), "ccp_lambda": float(state.lam.numpy()),
-                         "ccp_best": float(state.best.numpy())})
+            logs.update(progress)  # TensorBoard and the progress bar
 
     def new_round(self, epoch: int) -> None:
         state, best = self.state, self.validation.best_weights
