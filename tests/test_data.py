@@ -242,3 +242,64 @@ def test_corrupt_image_file_is_named(file_table):
     os.remove(bad)
     with pytest.raises(DataError, match=f"missing.*{name}"), reraise_data_errors():
         list(eval_dataset(file_table, image_size=8, batch_size=4))
+
+
+def test_sampler_at_sop_scale_deals_every_group_into_m_per_class_batches():
+    # Stanford Online Products: 11,318 training classes of mostly 2-12 images (59,551 in all).
+    rng = np.random.default_rng(0)
+    counts = 2 + rng.binomial(10, 0.33, 11_318)
+    labels = rng.permutation(np.repeat(np.arange(11_318), counts))
+    m, k = 5, 20  # SOP's usual 20 classes x 5 images: about half the classes are smaller than m
+    batches = MPerClassSampler(labels, m=m, batch_size=k * m, seed=0).epoch_batches(0)
+    groups = int((-(-counts // m)).sum())
+    assert batches.shape == (groups // k, k * m)
+    _assert_m_per_class(labels, batches, m)
+    # Only the images of the groups left over for the dropped, incomplete last batch go unvisited.
+    unseen = np.setdiff1d(np.arange(len(labels)), batches)
+    assert len(unseen) <= (groups % k) * m and len(np.unique(labels[unseen])) <= groups % k
+    # A class smaller than m fills its one group with all its images, repeating some of them.
+    rows_of = np.split(np.argsort(labels, kind="stable"), np.cumsum(counts)[:-1])
+    small = [g for g in batches.reshape(-1, m) if counts[labels[g[0]]] < m]
+    assert len(small) > 1000 and all(set(g) == set(rows_of[labels[g[0]]]) for g in small)
+
+
+# --- JPEG crop window -----------------------------------------------------------------------
+
+def test_train_jpeg_crop_window_matches_the_full_decode(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):  # smooth 30x50 images, so JPEG and resizing differences stay small
+        img = tf.image.resize(rng.uniform(0, 255, (1, 3, 5, 3)), [30, 50]).numpy()[0].astype(np.uint8)
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        tf.io.write_file(paths[-1], tf.io.encode_jpeg(img))
+    table = DatasetTable.from_class_keys(paths, ["a", "a", "b", "b"])
+    sampler = MPerClassSampler(table.label, m=2, batch_size=4)
+    # Whole-image crops (area 1, the image's own aspect): the cropped decode must see every pixel, in order.
+    x, _ = next(iter(train_dataset(table, sampler, image_size=16, crop_scale=(1.0, 1.0), crop_ratio=(5 / 3, 5 / 3),
+                                   brightness=0.0, contrast=0.0)))
+    for img, row in zip(x.numpy(), sampler.epoch_batches(0)[0]):
+        full = tf.image.decode_jpeg(tf.io.read_file(paths[row]))
+        np.testing.assert_allclose(img, tf.image.resize(tf.cast(full, tf.float32), [16, 16]).numpy(), atol=1e-3)
+    Path(paths[1]).write_bytes(Path(paths[0]).read_bytes()[:200])  # truncated inside the header
+    with pytest.raises(DataError, match="cannot be decoded"), reraise_data_errors():
+        list(train_dataset(table, sampler, image_size=16).take(2))
+
+
+def test_file_and_in_memory_paths_jitter_alike(tmp_path):
+    # The file path jitters image by image, the in-memory path batch by batch: same draws, same pixels.
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 12, 18, 3), np.uint8)
+    paths = [str(tmp_path / f"{i}.png") for i in range(8)]
+    for path, img in zip(paths, images):
+        tf.io.write_file(path, tf.io.encode_png(img))
+    keys = [str(i // 2) for i in range(8)]
+    args = dict(image_size=10, crop_scale=(1.0, 1.0), crop_ratio=(1.5, 1.5), flip=True, brightness=0.2,
+                contrast=0.2, saturation=0.3, grayscale=0.3, seed=3)
+    got = []
+    for table in (DatasetTable.from_class_keys(paths, keys), DatasetTable.from_class_keys(paths, keys, images=images)):
+        got.append(next(iter(train_dataset(table, MPerClassSampler(table.label, m=2, batch_size=8), **args))))
+    np.testing.assert_allclose(got[0][0], got[1][0], atol=1e-3)
+    assert np.array_equal(got[0][1], got[1][1])

@@ -48,7 +48,7 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = _f("small_cnn", choices=("small_cnn", "resnet50"))
+    backbone: str = _f("small_cnn")  # a registered backbone (checked against tfdml.models.BACKBONES)
     backbone_args: dict[str, Any] = _f({})
     backbone_weights: Optional[str] = _f(None)
     embedding_dim: int = _f(128, min=1)

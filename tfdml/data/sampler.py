@@ -1,9 +1,12 @@
 """m-per-class batch sampling driven by one label array.
 
 Each batch holds ``batch_size // m`` classes with ``m`` images each, so every anchor has
-positives. Each epoch visits every image once (up to the last incomplete batch, which is
-dropped); classes smaller than ``m`` and the trailing group of a class are padded by drawing
-again from the same class.
+positives. An epoch cuts every class's shuffled images into groups of ``m`` (``ceil(count / m)``
+groups per class) and deals all the groups into batches: every image appears once, except those in
+the fewer than ``batch_size // m`` groups left over for an incomplete last batch, which is dropped.
+Classes smaller than ``m`` and the trailing group of a class are padded by drawing again from the
+same class. At Stanford Online Products' scale (60k images, 11k classes) an epoch takes well under
+a second.
 
 Example:
     >>> import numpy as np

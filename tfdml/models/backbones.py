@@ -1,7 +1,20 @@
 """Backbones: image `[B, H, W, 3]` in pixel values 0-255 -> feature map `[B, h, w, C]`.
 
 Each backbone owns its pixel normalisation, so the data pipeline and exported models always hand
-over plain RGB pixel values (uint8 or float in [0, 255]).
+over plain RGB pixel values (uint8 or float in [0, 255]) and each backbone converts them in its
+first layer:
+
+| backbone | its first layer turns RGB 0-255 into | usual size |
+|---|---|---|
+| `small_cnn` | RGB rescaled to [-1, 1] (`Rescaling(1/127.5, offset=-1)`) | 32 |
+| `resnet50` | BGR minus the ImageNet mean [103.939, 116.779, 123.68], no scaling (Keras's "caffe") | 224 |
+| `bn_inception` | BGR minus the Caffe model's mean [104, 117, 128], no scaling | 227 (224 works too) |
+
+Pretrained weights come from local files (`weights=`); nothing is downloaded at run time.
+
+Example:
+    >>> build_backbone("small_cnn", (32, 32, 3)).output_shape
+    (None, 4, 4, 256)
 """
 
 from __future__ import annotations
@@ -34,11 +47,21 @@ def build_backbone(name: str, input_shape: tuple[int, int, int], weights: str | 
 
 @keras.saving.register_keras_serializable(package="tfdml")
 class CaffePreprocess(layers.Layer):
-    """keras.applications' "caffe" convention (ResNet-50): RGB -> BGR, minus the ImageNet mean."""
+    """The Caffe convention: RGB 0-255 -> BGR minus a per-channel `mean` (BGR order), no scaling.
+
+    The default mean is keras.applications' ImageNet one (ResNet-50); BN-Inception passes its own.
+    """
+
+    def __init__(self, mean: Sequence[float] = (103.939, 116.779, 123.68), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mean = tuple(float(v) for v in mean)
 
     def call(self, images: Any) -> Any:
-        mean = ops.convert_to_tensor([103.939, 116.779, 123.68], dtype=self.compute_dtype)
+        mean = ops.convert_to_tensor(self.mean, dtype=self.compute_dtype)
         return ops.flip(ops.cast(images, self.compute_dtype), axis=-1) - mean
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "mean": list(self.mean)}
 
 
 @register_backbone("small_cnn")
@@ -62,7 +85,7 @@ def small_cnn(input_shape: tuple[int, int, int] = (32, 32, 3), widths: Sequence[
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     model = keras.Model(inputs, x, name="small_cnn")
     if weights:
-        _load_weights(model, weights, "small_cnn")
+        load_backbone_weights(model, weights, "small_cnn")
     return model
 
 
@@ -82,16 +105,46 @@ def resnet50(input_shape: tuple[int, int, int] = (224, 224, 3), weights: str | N
     core = keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
     model = keras.Model(inputs, core(x), name="resnet50")
     if weights:
-        _load_weights(core, weights, "resnet50")
+        load_backbone_weights(core, weights, "resnet50", RESNET50_HINT)
     return model
 
 
-def _load_weights(model: keras.Model, path: str, name: str) -> None:
+def load_backbone_weights(model: keras.Model, path: str, name: str, hint: str = "Check `model.backbone_weights`.",
+                          by_name: bool = False) -> None:
+    """Load a local weights file into `model`, or raise a ConfigError naming the file and `hint`.
+
+    With `by_name`, a Keras-2-style `.h5` file (not `.weights.h5`) is matched by layer name, so
+    converted files may hold extra layers (a classifier) but must cover every layer with weights.
+    """
     file = Path(path).expanduser()
     if not file.is_file():
-        hint = RESNET50_HINT if name == "resnet50" else "Check `model.backbone_weights`."
         raise ConfigError(f"backbone weights file not found: {file}. {hint}")
+    by_name = by_name and file.suffix == ".h5" and not file.name.endswith(".weights.h5")
     try:
-        model.load_weights(str(file))
+        if by_name:
+            _check_layer_names(model, file)
+            model.load_weights(str(file), by_name=True)
+        else:
+            model.load_weights(str(file))
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 - any load failure is a user-facing file problem
-        raise ConfigError(f"could not load {name} weights from {file}: {err}") from None
+        raise ConfigError(f"could not load {name} weights from {file}: {err}. {hint}") from None
+
+
+def _check_layer_names(model: keras.Model, file: Path) -> None:
+    """Loading by name skips absent layers silently; a converted file must not leave any random."""
+    import h5py
+
+    with h5py.File(file, "r") as f:
+        group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+        names = {n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("layer_names", [])}
+    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in names]
+    if missing:
+        raise ConfigError(f"{file} has no weights for {len(missing)} of the {model.name} layers (e.g. "
+                          f"{', '.join(missing[:3])}); expected a file with those layer names, as written by "
+                          f"tfdml.models.bn_inception.save_by_name or Keras 2's save_weights(..., 'x.h5')")
+
+
+# Registers `bn_inception`; imported last because it builds on the helpers above.
+from tfdml.models import bn_inception as _bn_inception  # noqa: E402,F401
