@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfdml.ccp import CCPLoss, ProximalTerm
 from tfdml.config import Config
+from tfdml.errors import ConfigError
 from tfdml.data import (DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset,
                         validate_images)
 from tfdml.distribute import num_replicas, synchronize_batchnorm
@@ -118,6 +119,9 @@ def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Op
     elif cfg.schedule == "step":
         rate = keras.optimizers.schedules.ExponentialDecay(
             cfg.learning_rate, decay_steps=cfg.decay_epochs * steps_per_epoch, decay_rate=cfg.decay_rate, staircase=True)
+    if cfg.clipnorm is not None and cfg.clipvalue is not None:
+        raise ConfigError(f"optimizer.clipnorm={cfg.clipnorm} and optimizer.clipvalue={cfg.clipvalue}: Keras "
+                          "optimizers clip one way only; set the other to null")
     common = {"learning_rate": rate, "clipnorm": cfg.clipnorm, "clipvalue": cfg.clipvalue}
     if cfg.name == "sgd":
         return keras.optimizers.SGD(momentum=0.9, weight_decay=cfg.weight_decay or None, **common)
