@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load_config(resolve_config_path(args.config), args.overrides)
-        from tfdml.training import run
+        from tfdml.training import run_protocol
 
-        run(config)
+        run_protocol(config)
     except TfdmlError as err:
         print(f"tfdml-train: error: {err}", file=sys.stderr)
         return 2

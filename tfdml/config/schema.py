@@ -28,6 +28,8 @@ class DataConfig:
     split_seed: int = _f(0, min=0)
     cache_in_memory: bool = _f(True)
     bbox_crop: bool = _f(False)  # crop to the dataset's bounding boxes where it has them
+    folds: int = _f(0, min=0)  # MLRC: >= 2 cuts the training classes into contiguous folds (0: off)
+    fold: int = _f(0, min=0)  # the fold that validates
 
 
 @dataclass
@@ -143,6 +145,7 @@ class Config:
     output_dir: str = _f("runs")
     seed: int = _f(0, min=0)
     distribute: str = _f("none", choices=("none", "mirrored", "multi_worker"))
+    protocol: str = _f("conventional", choices=("conventional", "mlrc"))
     data: DataConfig = field(default_factory=DataConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -107,3 +107,24 @@ def _keep_split(table: DatasetTable, *, val_fraction: float, min_images: int, se
         raise ConfigError(f"val_fraction={val_fraction} leaves no training classes out of {len(train)}; lower it")
     val = np.random.default_rng(seed).permutation(train)[:n_val]
     return replace(out, split=np.where(np.isin(out.label, val), "val", out.split))
+
+
+def fold_split(table: DatasetTable, folds: int, fold: int) -> DatasetTable:
+    """MLRC's class folds: the training classes (with any val classes put back), in class-id order, cut
+    into `folds` contiguous folds; fold `fold` becomes `val`, the rest `train`. Test rows are untouched.
+
+    Example:
+        >>> t = DatasetTable.from_class_keys([f"i{i}" for i in range(16)], np.repeat(np.arange(8), 2),
+        ...                                  split=np.repeat(["train"] * 4 + ["test"] * 4, 2))
+        >>> np.unique(fold_split(t, folds=2, fold=1).subset("val").label).tolist()
+        [2, 3]
+    """
+    if folds < 2 or not 0 <= fold < folds:
+        raise ConfigError(f"data.fold={fold} must be in 0..{folds - 1}, with data.folds={folds} >= 2")
+    training = np.isin(table.split, ("train", "val"))
+    classes = np.unique(table.label[training])
+    if len(classes) < folds:
+        raise ConfigError(f"{len(classes)} training classes cannot make {folds} folds")
+    held_out = np.array_split(classes, folds)[fold]
+    split = np.where(training, np.where(np.isin(table.label, held_out), "val", "train"), table.split)
+    return replace(table, split=split)

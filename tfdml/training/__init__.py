@@ -1,5 +1,6 @@
-"""Training glue: config -> data, model and optimizer; the run loop with checkpoints and resume."""
+"""Training glue: config -> data, model and optimizer; the run loop with checkpoints and resume; protocols."""
 
+from tfdml.training.protocol import run_protocol
 from tfdml.training.runner import run
 
-__all__ = ["run"]
+__all__ = ["run", "run_protocol"]

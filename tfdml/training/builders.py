@@ -10,10 +10,11 @@ import tensorflow as tf
 
 from tfdml.ccp import CCPLoss, ProximalTerm
 from tfdml.config import Config
-from tfdml.errors import ConfigError
 from tfdml.data import (DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset,
                         validate_images)
+from tfdml.data.split import fold_split
 from tfdml.distribute import num_replicas, synchronize_batchnorm
+from tfdml.errors import ConfigError
 from tfdml.losses import LOSSES, CrossBatchMemory, MetricLoss, get_loss
 from tfdml.mixing import Metrix
 from tfdml.models import DMLModel, EmbeddingHead, build_backbone
@@ -53,6 +54,8 @@ def build_data(config: Config) -> Data:
     validate_images(table)  # name unreadable files now, not mid-epoch
     table = split_classes(table, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                           min_images=cfg.min_images, seed=cfg.split_seed, keep_split=True)
+    if cfg.folds:  # MLRC: validate on one contiguous fold of the training classes
+        table = fold_split(table, cfg.folds, cfg.fold)
     train = table.subset("train")
     sampler = MPerClassSampler(train.label, m=config.sampler.m, batch_size=config.sampler.batch_size, seed=config.seed)
     return Data(table, train, table.subset("val"), table.subset("test"), sampler)

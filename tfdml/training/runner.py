@@ -111,6 +111,8 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
         "data": data.summary(),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    np.savez(run_dir / "test_embeddings.npz", embeddings=embeddings, labels=labels,
+             is_query=data.test.is_query, is_gallery=data.test.is_gallery)  # for ensembles (MLRC's 512D)
     log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
         + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
     if config.export.saved_model:
