@@ -303,3 +303,20 @@ def test_file_and_in_memory_paths_jitter_alike(tmp_path):
         got.append(next(iter(train_dataset(table, MPerClassSampler(table.label, m=2, batch_size=8), **args))))
     np.testing.assert_allclose(got[0][0], got[1][0], atol=1e-3)
     assert np.array_equal(got[0][1], got[1][1])
+
+
+def test_eval_resize_sets_the_short_side_before_the_centre_crop(tmp_path):
+    import tensorflow as tf
+
+    from tfdml.data import DatasetTable, eval_dataset
+
+    # 40 x 40 image: a grey 20 x 20 centre in black. Resized to 80 first, the 40 px crop is all grey.
+    pixels = np.zeros((40, 40, 3), np.uint8)
+    pixels[10:30, 10:30] = 200
+    path = tmp_path / "a.png"
+    tf.io.write_file(str(path), tf.io.encode_png(pixels))
+    table = DatasetTable.from_class_keys([str(path)], ["c"])
+    plain = next(iter(eval_dataset(table, image_size=40, batch_size=1)))[0].numpy()[0]
+    zoomed = next(iter(eval_dataset(table, image_size=40, batch_size=1, resize=80)))[0].numpy()[0]
+    assert plain.shape == zoomed.shape == (40, 40, 3)
+    assert plain[0, 0].max() < 1 and zoomed[1:-1, 1:-1].min() > 190

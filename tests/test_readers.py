@@ -279,3 +279,25 @@ def test_generic_reader_errors(tmp_path):
         read_dataset("csv", root=mini.root)
     with pytest.raises(DataError, match="c.csv lists no images"):
         read_dataset("csv", root=mini.root / "c.csv")
+
+
+def test_bad_images_fail_by_name_or_are_skipped_with_a_count(tmp_path):
+    from tfdml.config import load_config
+    from tfdml.errors import DataError
+    from tfdml.training.builders import build_data
+
+    root = Path(__file__).resolve().parents[1]
+    mini = mini_.write_folder(tmp_path)
+    victim = sorted(mini.colour)[0]
+    Path(victim).write_bytes(b"not an image at all")
+    overrides = ["data.dataset=folder", f"data.root={mini.root}", "data.reader_args={}", "data.test_fraction=0.34", "data.val_fraction=0.0",
+                 "sampler.batch_size=4", "sampler.m=2"]
+    config = load_config(root / "yaml_configs" / "emoji.yaml", overrides)
+    with pytest.raises(DataError, match=f"1 of .* cannot be read: {victim} \\(not a JPEG.*data.skip_bad_images=true"):
+        build_data(config)
+    messages = []
+    data = build_data(load_config(root / "yaml_configs" / "emoji.yaml", [*overrides, "data.skip_bad_images=true"]),
+                      messages.append)
+    assert victim not in data.table.path and len(data.table) == len(mini.colour) - 1
+    assert messages == [f"skipping 1 of {len(mini.colour)} images that cannot be read, e.g. {victim} "
+                        "(not a JPEG, PNG, GIF or BMP file)"]

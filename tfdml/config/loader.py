@@ -233,7 +233,7 @@ def _where(path: str, origins: Mapping[str, str]) -> str:
 
 def _suggest(key: str, valid: Iterable[str], prefix: str) -> str:
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f"; did you mean `{prefix}{close[0]}`?" if close else ""
+    return f"; did you mean `{prefix}{close[0]}`?" if close else "."
 
 
 def to_dict(obj: Any) -> Any:

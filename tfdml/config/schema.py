@@ -22,12 +22,14 @@ class DataConfig:
     root: Optional[str] = _f(None)
     reader_args: dict[str, Any] = _f({})
     image_size: int = _f(32, min=8, max=1024)
+    eval_resize: Optional[int] = _f(None, min=8)  # short side before the evaluation centre crop (null: image_size)
     min_images: int = _f(2, min=1)
     test_fraction: float = _f(0.5, min=0.0, max=1.0)
     val_fraction: float = _f(0.1, min=0.0, max=1.0)
     split_seed: int = _f(0, min=0)
     cache_in_memory: bool = _f(True)
     bbox_crop: bool = _f(False)  # crop to the dataset's bounding boxes where it has them
+    skip_bad_images: bool = _f(False)  # drop missing or non-image files (counted in the log) instead of failing
     folds: int = _f(0, min=0)  # MLRC: >= 2 cuts the training classes into contiguous folds (0: off)
     fold: int = _f(0, min=0)  # the fold that validates
 

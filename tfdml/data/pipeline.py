@@ -252,11 +252,13 @@ def train_dataset(
     return ds.prefetch(AUTOTUNE)
 
 
-def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int, bbox_crop: bool = False) -> tf.data.Dataset:
+def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int, bbox_crop: bool = False,
+                 resize: int | None = None) -> tf.data.Dataset:
     """Batches ``(images float32 [b, S, S, 3] in [0, 255], labels int32 [b])`` in table order, unaugmented.
 
     Labels are the global ``table.label``. Files are resized so the shorter side is
-    ``image_size`` and centre-cropped; in-memory images are resized to ``image_size``. With
+    ``resize`` (default ``image_size``; ResNet's convention is 256 for 224 crops) and centre-cropped to
+    ``image_size``; in-memory images are resized to ``image_size``. With
     ``bbox_crop`` each image is first cropped to its ``table.bbox`` where it has one.
     """
     labels = tf.constant(table.label, tf.int32)
@@ -278,7 +280,7 @@ def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int, bbox_
         def load_one(path: tf.Tensor, y: tf.Tensor, box: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             x = _crop_to_box(_decode_file(path), box) if bbox_crop else _decode_file(path)
             hw = tf.cast(tf.shape(x)[:2], tf.float32)
-            new = tf.cast(tf.round(hw * image_size / tf.reduce_min(hw)), tf.int32)
+            new = tf.cast(tf.round(hw * (resize or image_size) / tf.reduce_min(hw)), tf.int32)
             x = tf.image.resize(x, new, antialias=True)
             return tf.image.resize_with_crop_or_pad(x, image_size, image_size) * 255.0, y
 
@@ -287,33 +289,40 @@ def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int, bbox_
     return ds.prefetch(AUTOTUNE)
 
 
-def validate_images(table: DatasetTable, *, decode: bool = False, max_listed: int = 5) -> None:
-    """Raise a DataError naming the files that are missing or not images.
+def find_bad_images(table: DatasetTable, *, decode: bool = False) -> list[tuple[int, str]]:
+    """`(row, reason)` for each file that is missing or not an image.
 
     Checks existence and the format's magic bytes (fast); with ``decode=True`` also decodes every
-    file, which finds truncated files too. Tables with in-memory images pass trivially.
+    file, which finds truncated files too. Tables with in-memory images have none.
     """
     if table.images is not None:
-        return
-    bad: list[str] = []
-    for path in table.path:
+        return []
+    bad: list[tuple[int, str]] = []
+    for row, path in enumerate(table.path):
         p = Path(path)
         if not p.is_file():
-            bad.append(f"{path} (missing)")
+            bad.append((row, f"{path} (missing)"))
             continue
         with open(p, "rb") as f:
             head = f.read(8)
         if not head.startswith(_MAGIC):
-            bad.append(f"{path} (not a JPEG, PNG, GIF or BMP file)")
+            bad.append((row, f"{path} (not a JPEG, PNG, GIF or BMP file)"))
         elif decode:
             try:
                 tf.io.decode_image(tf.io.read_file(str(p)), expand_animations=False)
             except tf.errors.InvalidArgumentError as err:
-                bad.append(f"{path} (cannot be decoded: {_tf_message(err)})")
+                bad.append((row, f"{path} (cannot be decoded: {_tf_message(err)})"))
+    return bad
+
+
+def validate_images(table: DatasetTable, *, decode: bool = False, max_listed: int = 5) -> None:
+    """Raise a DataError naming the files that are missing or not images (see `find_bad_images`)."""
+    bad = [reason for _, reason in find_bad_images(table, decode=decode)]
     if bad:
         listed = "; ".join(bad[:max_listed]) + (f"; and {len(bad) - max_listed} more" if len(bad) > max_listed else "")
         raise DataError(f"{len(bad)} of {len(table)} image files cannot be read: {listed}. "
-                        "Fix or remove them, or drop their rows from the dataset list")
+                        "Fix or remove them, drop their rows from the dataset list, or set "
+                        "data.skip_bad_images=true to train without them")
 
 
 @contextlib.contextmanager

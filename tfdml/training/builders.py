@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfdml.ccp import CCPLoss, ProximalTerm
 from tfdml.config import Config
 from tfdml.data import (DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset,
                         validate_images)
+from tfdml.data.pipeline import find_bad_images
 from tfdml.data.split import fold_split
 from tfdml.distribute import num_replicas, synchronize_batchnorm
 from tfdml.errors import ConfigError
@@ -40,7 +43,7 @@ class Data:
 
     def eval_dataset(self, table: DatasetTable, config: Config) -> tf.data.Dataset:
         return eval_dataset(table, image_size=config.data.image_size, batch_size=config.eval.batch_size,
-                            bbox_crop=config.data.bbox_crop)
+                            bbox_crop=config.data.bbox_crop, resize=config.data.eval_resize)
 
     def summary(self) -> str:
         parts = [f"{name} {t.num_classes} classes / {len(t)} images"
@@ -48,9 +51,14 @@ class Data:
         return "; ".join(parts)
 
 
-def build_data(config: Config) -> Data:
+def build_data(config: Config, log: Callable[[str], None] = print) -> Data:
     cfg = config.data
     table = read_dataset(cfg.dataset, root=cfg.root, **cfg.reader_args)
+    if cfg.skip_bad_images:
+        bad = find_bad_images(table)
+        if bad:
+            log(f"skipping {len(bad)} of {len(table)} images that cannot be read, e.g. {bad[0][1]}")
+            table = table.select(np.setdiff1d(np.arange(len(table)), [row for row, _ in bad]))
     validate_images(table)  # name unreadable files now, not mid-epoch
     table = split_classes(table, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                           min_images=cfg.min_images, seed=cfg.split_seed, keep_split=True)

@@ -41,7 +41,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     keras.utils.set_random_seed(config.seed)
     state = _resume_state(run_dir, config)
 
-    data = build_data(config)
+    data = build_data(config, log)
     log(f"data: {config.data.dataset}: {data.summary()}")
     steps = config.train.steps_per_epoch or len(data.sampler)
     strategy = get_strategy(config.distribute)
