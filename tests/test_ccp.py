@@ -1,6 +1,5 @@
 """CCP: k-center, re-seeding, the proximal term, the round logic, and resume mid-round."""
 
-import json
 from pathlib import Path
 
 import keras

@@ -20,8 +20,8 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfdml.losses.base import MetricLoss, PairLoss
-from tfdml.losses.core import References, check_inputs, unit_ball
+from tfdml.losses.base import MetricLoss, PairLoss, wrapped_pair_loss
+from tfdml.losses.core import References, unit_ball
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -36,11 +36,7 @@ class CCPLoss(MetricLoss):
     def __init__(self, loss: PairLoss | dict, num_classes: int, proxies_per_class: int = 8, w_pair: float = 0.1,
                  w_proxy: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(loss, dict):
-            loss = keras.saving.deserialize_keras_object(loss)
-        if not isinstance(loss, MetricLoss) or not loss.accepts_references:
-            raise ValueError(f"CCP wraps a pair loss that accepts proxies as references (contrastive, "
-                             f"multi_similarity, triplet); got {type(loss).__name__}")
+        loss = wrapped_pair_loss(loss, "CCP")
         if num_classes is None or num_classes < 1 or proxies_per_class < 1:
             raise ValueError(f"num_classes ({num_classes}) and proxies_per_class ({proxies_per_class}) must be >= 1")
         self.loss, self.num_classes, self.proxies_per_class = loss, int(num_classes), int(proxies_per_class)

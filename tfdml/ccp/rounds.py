@@ -99,7 +99,7 @@ class CCPRounds(keras.callbacks.Callback):
         if int(self.state.round.numpy()) == 0:  # a fresh run: seed the first round's proxies from samples
             self.reseed(previous=None)
             self.state.round.assign(1)
-            self.log(f"CCP round 1: proxies seeded by k-center from the pool; lambda 0")
+            self.log("CCP round 1: proxies seeded by k-center from the pool; lambda 0")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.validation.on_epoch_end(epoch, logs)  # the metric of *this* epoch, before any decision

@@ -36,6 +36,16 @@ def get_loss(name: str, **args: Any) -> "MetricLoss":
     return LOSSES[name](**args)
 
 
+def wrapped_pair_loss(loss: Any, wrapper: str) -> "MetricLoss":
+    """The pair loss a wrapper (cross-batch memory, CCP) is given, deserialised from a config if need be."""
+    if isinstance(loss, dict):
+        loss = keras.saving.deserialize_keras_object(loss)
+    if not isinstance(loss, MetricLoss) or not loss.accepts_references:
+        raise ValueError(f"{wrapper} needs a pair loss that accepts references (contrastive, multi_similarity, "
+                         f"triplet); got {type(loss).__name__}")
+    return loss
+
+
 class MetricLoss(keras.layers.Layer):
     """A loss on `(embeddings [B, D], labels [B])` returning a scalar.
 

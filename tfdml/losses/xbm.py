@@ -23,7 +23,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfdml.losses.base import MetricLoss, PairLoss
+from tfdml.losses.base import MetricLoss, PairLoss, wrapped_pair_loss
 from tfdml.losses.core import References, check_inputs
 
 
@@ -39,11 +39,7 @@ class CrossBatchMemory(MetricLoss):
     def __init__(self, loss: PairLoss | dict, memory_size: int, start_step: int = 1000, weight: float = 1.0,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(loss, dict):
-            loss = keras.saving.deserialize_keras_object(loss)
-        if not isinstance(loss, MetricLoss) or not loss.accepts_references:
-            raise ValueError(f"cross-batch memory needs a pair loss that accepts references (contrastive, "
-                             f"multi_similarity, triplet); got {type(loss).__name__}")
+        loss = wrapped_pair_loss(loss, "cross-batch memory")
         if memory_size < 1 or start_step < 0:
             raise ValueError(f"memory_size ({memory_size}) must be >= 1 and start_step ({start_step}) >= 0")
         self.loss, self.memory_size, self.start_step, self.weight = loss, int(memory_size), int(start_step), float(weight)
