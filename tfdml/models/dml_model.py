@@ -33,7 +33,9 @@ class DMLModel(keras.Model):
     The backbone/head split is explicit (`features`, then `embed`) so that methods which act on the
     feature map (Metrix's feature-level mixing) need no second model class. The metric loss is a
     layer of the model: its trainable parameters (proxies) form the `loss` parameter group and are
-    saved, restored and exported with everything else.
+    saved, restored and exported with everything else. Optional components: `mixing`
+    (`tfdml.mixing.Metrix`, adds a mixed loss to training steps) and `proximal`
+    (`tfdml.ccp.ProximalTerm`, CCP's `(lambda/2)||theta - theta*||^2` over the backbone and head).
     """
 
     def __init__(self, backbone: keras.Model, head: EmbeddingHead, loss: MetricLoss, mixing: Any = None,
