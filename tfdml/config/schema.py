@@ -130,7 +130,7 @@ class EvalConfig:
     monitor: str = _f("map@r", choices=("map@r", "recall@1", "r_precision"))
     every_epochs: int = _f(1, min=1)
     batch_size: int = _f(256, min=1)
-    backend: str = _f("auto", choices=("auto", "sklearn", "blockwise"))
+    backend: str = _f("auto", choices=("auto", "sklearn", "blockwise", "faiss"))
     nmi: bool = _f(False)
 
 

@@ -1,37 +1,98 @@
 """Exact cosine-similarity k-nearest-neighbour search on numpy arrays.
 
-Two interchangeable backends return the same ranking (up to exact ties):
+Three interchangeable backends return the same neighbours (up to exact ties):
 
 * ``"sklearn"``: brute-force euclidean search of scikit-learn on unit vectors,
   whose order equals cosine order because ``|a - b|^2 = 2 - 2 a.b``.
-* ``"blockwise"``: tfdml's own float32 matmul over blocks of queries, so the
-  memory peak is ``block_size x N`` similarities, never ``N x N``.
+* ``"blockwise"``: tfdml's own float32 matmul over tiles of the similarity
+  matrix, so the memory peak is one tile, never ``N x N``. Self-retrieval
+  computes each tile of the upper triangle once and feeds both its rows and
+  its columns, which halves the matmul work.
+* ``"faiss"``: ``faiss.IndexFlatIP`` (optional: ``pip install 'tfdml[faiss]'``).
+
+Why the blockwise top-k costs little beyond the matmul: an ``argpartition`` of
+every tile row costs about 4 ns an entry on 2 cores, 70% of the 512-d
+matmul's 5.8 ns, so each query keeps its running top-k and a tile
+only contributes the entries at or above the query's current k-th similarity,
+a lower bound of its final one. Column maxima over short row segments screen a
+tile in one fast reduction, shared by its row and column updates; only the few
+segments that pass are read entry by entry, and a query's first tile is the
+only one partitioned. The running top-k is kept as int64 keys that pack the
+similarity and the index, so one integer sort merges candidates exactly, ties
+broken by smaller index.
 """
 
 from __future__ import annotations
 
+import math
+from types import ModuleType
+
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-BACKENDS = ("auto", "sklearn", "blockwise")
+BACKENDS = ("auto", "sklearn", "blockwise", "faiss")
 
 # "auto" hands sets up to this many query x reference pairs to scikit-learn.
 AUTO_SKLEARN_MAX_PAIRS = 4_000_000
+
+# Similarities per blockwise tile (16 MiB of float32, 2048 x 2048). The matmul
+# runs at full speed from about 1536 x 1536 on, and a tile that fits in a
+# 32 MiB L3 is still cached when the filter passes read it back
+# (benchmarks/evaluation.py, --block-sizes, measures the choice).
+TILE_ELEMENTS = 2048 * 2048
+
+# Rows whose norm is this close to 1 are searched as they are, saving an
+# N x D copy: the cosine error (about 2e-6) is that of float32 rounding in a
+# 512-term dot product, and every backend sees the same rows.
+UNIT_NORM_TOLERANCE = 1e-6
+
+# Rows per chunk of the passes over the embeddings (norms, finiteness).
+_NORM_CHUNK = 8192
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Return float32 rows of unit L2 norm; all-zero rows stay zero.
 
-    Norms are taken in float64 so that tiny or huge float32 rows neither
-    underflow nor overflow.
+    Norms and division are done in float64, chunk by chunk, so that tiny or
+    huge float32 rows neither underflow nor overflow and no float64 copy of
+    the whole array is made.
 
     Example:
         >>> l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
         [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
-    x64 = np.asarray(x, dtype=np.float64)
-    norms = np.linalg.norm(x64, axis=1, keepdims=True)
-    return np.divide(x64, norms, out=np.zeros_like(x64), where=norms > 0).astype(np.float32)
+    x = np.asarray(x)
+    out = np.empty(x.shape, np.float32)
+    for start in range(0, x.shape[0], _NORM_CHUNK):
+        chunk = np.asarray(x[start : start + _NORM_CHUNK], dtype=np.float64)
+        norms = np.linalg.norm(chunk, axis=1, keepdims=True)
+        out[start : start + _NORM_CHUNK] = np.divide(
+            chunk, norms, out=np.zeros_like(chunk), where=norms > 0
+        )
+    return out
+
+
+def as_unit_rows(x: np.ndarray) -> np.ndarray:
+    """``x`` itself when it is already float32 rows of unit norm, else ``l2_normalise(x)``.
+
+    "Unit" means within ``UNIT_NORM_TOLERANCE``; embeddings from a model that
+    ends in L2 normalisation pass, so the search makes no copy of them.
+
+    Example:
+        >>> x = l2_normalise(np.array([[3.0, 4.0]]))
+        >>> as_unit_rows(x) is x
+        True
+    """
+    x = np.asarray(x)
+    if x.dtype == np.float32 and x.flags.c_contiguous:
+        for start in range(0, x.shape[0], _NORM_CHUNK):
+            chunk = x[start : start + _NORM_CHUNK]
+            sq_norms = np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64)
+            if np.abs(np.sqrt(sq_norms) - 1.0).max() > UNIT_NORM_TOLERANCE:
+                break
+        else:
+            return x
+    return l2_normalise(x)
 
 
 def nearest_neighbours(
@@ -40,25 +101,28 @@ def nearest_neighbours(
     k: int = 10,
     *,
     backend: str = "auto",
-    block_size: int = 1024,
+    block_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k references of each query by cosine similarity.
 
-    Rows are L2-normalised here (zero rows get similarity 0 to everything).
-    With ``references=None`` the queries search themselves and each query
-    excludes its own row, by index: an exact duplicate of a query is still a
-    neighbour.
+    Rows are L2-normalised here (zero rows get similarity 0 to everything;
+    float32 rows of unit norm are used as they are, without a copy). With
+    ``references=None`` the queries search themselves and each query excludes
+    its own row, by index: an exact duplicate of a query is still a neighbour.
 
     Args:
         queries: float array ``[Q, D]``.
         references: float array ``[N, D]``, or None for self-retrieval.
         k: neighbours per query; at most N (N - 1 in self mode).
-        backend: one of ``BACKENDS``; "auto" picks scikit-learn for small sets.
-        block_size: queries per matmul block of the "blockwise" backend.
+        backend: one of ``BACKENDS``; "auto" picks scikit-learn for small sets
+            and "blockwise" for the others.
+        block_size: rows and columns per tile of the "blockwise" backend; None
+            chooses them from the sizes (``TILE_ELEMENTS``).
 
     Returns:
         ``(indices, similarities)``: int64 and float32 arrays ``[Q, k]``,
-        sorted by similarity descending, ties by smaller reference index.
+        sorted by similarity descending, ties by smaller reference index
+        (faiss may pick a different member of a tie at the k-th place).
 
     Example:
         >>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
@@ -76,8 +140,8 @@ def nearest_neighbours(
     available = r.shape[0] - 1 if self_mode else r.shape[0]
     if not is_positive_int(k):
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    if not is_positive_int(block_size):
-        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    if block_size is not None and not is_positive_int(block_size):
+        raise ValueError(f"block_size must be a positive integer or None, got {block_size!r}")
     if k > available:
         where = f"{r.shape[0]} rows minus the query itself" if self_mode else f"{r.shape[0]} rows"
         raise ValueError(f"k={k} exceeds the {available} available references ({where})")
@@ -86,16 +150,35 @@ def nearest_neighbours(
     if backend == "auto":
         backend = "sklearn" if q.shape[0] * r.shape[0] <= AUTO_SKLEARN_MAX_PAIRS else "blockwise"
 
-    q = l2_normalise(q)
-    r = q if self_mode else l2_normalise(r)
+    q = as_unit_rows(q)
+    r = q if self_mode else as_unit_rows(r)
     if backend == "sklearn":
         return _sklearn_search(q, r, int(k), self_mode)
-    return _blockwise_search(q, r, int(k), self_mode, int(block_size))
+    if backend == "faiss":
+        return _faiss_search(q, r, int(k), self_mode)
+    return blockwise_search(q, None if self_mode else r, int(k), block_size=block_size)
 
 
 def is_positive_int(x: object) -> bool:
     """True for a Python or numpy integer >= 1 (bools excluded)."""
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 1
+
+
+def import_faiss() -> ModuleType:
+    """The faiss module, imported on first use; ImportError naming the extra if missing.
+
+    Example:
+        >>> import_faiss().IndexFlatIP  # doctest: +SKIP
+    """
+    try:
+        import faiss
+    except ImportError as err:
+        raise ImportError(
+            "the 'faiss' neighbour backend needs faiss, which is not installed; "
+            "install it with: pip install 'tfdml[faiss]' (or use backend='blockwise', "
+            "which is exact and needs nothing more)"
+        ) from err
+    return faiss
 
 
 def _check_matrix(x: np.ndarray, name: str) -> np.ndarray:
@@ -107,7 +190,8 @@ def _check_matrix(x: np.ndarray, name: str) -> np.ndarray:
         )
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} must have at least one row and one column, got shape {x.shape}")
-    if not np.isfinite(x).all():
+    # In chunks: a boolean copy of an SOP-sized set would be 31 MB of peak memory.
+    if not all(np.isfinite(x[i : i + _NORM_CHUNK]).all() for i in range(0, len(x), _NORM_CHUNK)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
 
@@ -119,6 +203,18 @@ def _sort_by_similarity(idx: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, 
         np.take_along_axis(idx, order, axis=1).astype(np.int64),
         np.take_along_axis(sims, order, axis=1).astype(np.float32),
     )
+
+
+def _drop_self(idx: np.ndarray, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Remove each query's own row from k + 1 results (self-retrieval).
+
+    If exact duplicates pushed the query out of its k + 1 results, all of them
+    rank before it, so the last result is dropped instead.
+    """
+    n, width = idx.shape
+    drop = idx == np.arange(n)[:, None]
+    drop[~drop.any(axis=1), -1] = True
+    return [a[~drop].reshape(n, width - 1) for a in (idx, *arrays)]
 
 
 def _sklearn_search(
@@ -138,46 +234,267 @@ def _sklearn_search(
     search = NearestNeighbors(n_neighbors=n_search, metric="euclidean", algorithm="brute").fit(r)
     dist, idx = search.kneighbors(q)
     if self_mode:
-        # Drop the query's own row; if exact duplicates pushed it out of the
-        # k + 1 results, all of them rank before it, so drop the last instead.
-        drop = idx == np.arange(q.shape[0])[:, None]
-        drop[~drop.any(axis=1), -1] = True
-        idx = idx[~drop].reshape(q.shape[0], k)
-        dist = dist[~drop].reshape(q.shape[0], k)
+        idx, dist = _drop_self(idx, dist)
     sims = 0.5 * (q_sq[:, None] + 1.0 - dist.astype(np.float64) ** 2)
     sims[q_sq == 0] = 0.0  # exact, instead of rounding noise around 0
     return _sort_by_similarity(idx, sims)
 
 
-def _blockwise_search(
-    q: np.ndarray, r: np.ndarray, k: int, self_mode: bool, block_size: int
+def _faiss_search(
+    q: np.ndarray, r: np.ndarray, k: int, self_mode: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k from float32 BLAS matmuls over blocks of query rows."""
-    indices = np.empty((q.shape[0], k), np.int64)
-    sims = np.empty((q.shape[0], k), np.float32)
-    for start in range(0, q.shape[0], block_size):
-        stop = min(start + block_size, q.shape[0])
-        block = q[start:stop] @ r.T  # float32 in, float32 accumulation
-        if self_mode:
-            rows = np.arange(stop - start)
-            block[rows, start + rows] = -np.inf
-        indices[start:stop], sims[start:stop] = _top_k_rows(block, k)
-    return indices, sims
+    """Inner-product brute force of ``faiss.IndexFlatIP`` on unit rows."""
+    faiss = import_faiss()
+    index = faiss.IndexFlatIP(r.shape[1])
+    index.add(np.ascontiguousarray(r, dtype=np.float32))
+    sims, idx = index.search(np.ascontiguousarray(q, dtype=np.float32), k + 1 if self_mode else k)
+    if self_mode:
+        idx, sims = _drop_self(idx, sims)
+    return _sort_by_similarity(idx, sims)
 
 
-def _top_k_rows(block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k columns of each row of ``block``, ties broken by smaller column."""
-    n = block.shape[1]
-    if k < n:
-        cand = np.argpartition(block, n - k, axis=1)[:, n - k :]
+def block_edges(n: int, block_size: int | None, max_block: int) -> list[int]:
+    """Start of every block of ``n`` rows, then ``n``.
+
+    An explicit ``block_size`` makes equal blocks and a partial last one;
+    None splits ``n`` into the fewest blocks of at most ``max_block`` rows,
+    of equal size, so that no tiny last block wastes a matmul.
+
+    Example:
+        >>> block_edges(10, 4, 0), block_edges(10, None, 4)
+        ([0, 4, 8, 10], [0, 3, 6, 10])
+    """
+    if block_size is not None:
+        return [*range(0, n, block_size), n]
+    n_blocks = math.ceil(n / max(1, max_block))
+    return [i * n // n_blocks for i in range(n_blocks + 1)]
+
+
+def blockwise_search(
+    queries: np.ndarray,
+    references: np.ndarray | None,
+    k: int,
+    *,
+    block_size: int | None = None,
+    symmetric: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product over float32 matmul tiles (rows already unit).
+
+    This is the "blockwise" backend without the checks and normalisation of
+    ``nearest_neighbours``. With ``references=None`` (self-retrieval, the
+    query's own row excluded) and ``symmetric`` each tile of the upper
+    triangle is computed once and feeds both the rows of its row block and
+    those of its column block; ``symmetric=False`` computes every tile, as
+    for separate references.
+
+    Example:
+        >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], np.float32)
+        >>> blockwise_search(x, None, 1)[0][:, 0].tolist()
+        [1, 0, 1]
+    """
+    self_mode = references is None
+    r = queries if self_mode else references
+    n_q, n_r = queries.shape[0], r.shape[0]
+    if n_r >= 2**32:
+        raise ValueError(f"at most 2**32 - 1 references are supported, got {n_r}")
+    row_edges = block_edges(n_q, block_size, math.isqrt(TILE_ELEMENTS))
+    max_rows = int(np.diff(row_edges).max())
+    col_edges = row_edges if self_mode else block_edges(n_r, block_size, TILE_ELEMENTS // max_rows)
+    # Reused: a fresh 16 MiB array per tile would be page-faulted in every time.
+    tile_buf = np.empty(max_rows * int(np.diff(col_edges).max()), np.float32)
+    top = _TopK(n_q, k)
+
+    def tile(i: int, j: int) -> np.ndarray:
+        q_rows = queries[row_edges[i] : row_edges[i + 1]]
+        r_rows = r[col_edges[j] : col_edges[j + 1]]
+        out = tile_buf[: len(q_rows) * len(r_rows)].reshape(len(q_rows), len(r_rows))
+        return np.matmul(q_rows, r_rows.T, out=out)  # float32 in, float32 accumulation
+
+    n_row_blocks, n_col_blocks = len(row_edges) - 1, len(col_edges) - 1
+    if not (self_mode and symmetric):
+        for i in range(n_row_blocks):
+            for j in range(n_col_blocks):
+                block = tile(i, j)
+                if self_mode and i == j:
+                    np.fill_diagonal(block, -np.inf)  # in place: a query is not its own neighbour
+                top.update(block, segment_max(block), row_edges[i], col_edges[j], by_rows=True)
+        return top.result()
+
+    # Diagonal tiles first: they hold every pair of their block, and they give
+    # every row a threshold before the off-diagonal tiles filter on it.
+    for i in range(n_row_blocks):
+        block = tile(i, i)
+        np.fill_diagonal(block, -np.inf)
+        top.update(block, segment_max(block), row_edges[i], row_edges[i], by_rows=True)
+    for i in range(n_row_blocks):
+        for j in range(i + 1, n_col_blocks):
+            block = tile(i, j)
+            seg_max = segment_max(block)
+            top.update(block, seg_max, row_edges[i], col_edges[j], by_rows=True)
+            top.update(block, seg_max, col_edges[j], row_edges[i], by_rows=False)
+    return top.result()
+
+
+class _TopK:
+    """The running top-k of every query, as packed int64 keys (see ``pack``).
+
+    ``keys[q]`` holds the k best keys of query q in ascending order, so
+    ``keys[q, 0]`` is its k-th best, and ``kth[q]`` that key's similarity:
+    the threshold a new candidate must reach (-inf while slots are empty).
+    """
+
+    def __init__(self, n_queries: int, k: int) -> None:
+        self.k = k
+        self.keys = np.full((n_queries, k), _EMPTY_KEY, np.int64)
+        self.kth = np.full(n_queries, -np.inf, np.float32)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, similarities)`` sorted by similarity descending, ties by smaller index."""
+        return unpack(self.keys[:, ::-1])
+
+    def update(
+        self, block: np.ndarray, seg_max: np.ndarray, first_target: int, first_other: int,
+        *, by_rows: bool,
+    ) -> None:
+        """Merge a tile into the top-k of its rows (``by_rows``) or of its columns.
+
+        ``seg_max`` is ``segment_max(block)``. Targets are the queries whose
+        top-k is updated, from index ``first_target``; the other axis of the
+        tile holds their candidates, from index ``first_other``.
+        """
+        n_targets = block.shape[0] if by_rows else block.shape[1]
+        thresholds = self._thresholds(block, first_target, n_targets, by_rows)
+        row, col = _entries_at_least(block, seg_max, thresholds, by_rows)
+        target, other = (row, col) if by_rows else (col, row)
+        self._merge(first_target + target, pack(block[row, col], first_other + other))
+
+    def _thresholds(
+        self, block: np.ndarray, first_target: int, n_targets: int, by_rows: bool
+    ) -> np.ndarray:
+        """A lower bound of each target's final k-th similarity.
+
+        The current k-th similarity is one; a target without k neighbours yet
+        takes the k-th largest entry of its line of this tile instead, since
+        its final top-k holds at most the top-k of that line.
+        """
+        thresholds = self.kth[first_target : first_target + n_targets]
+        k_missing = thresholds == -np.inf
+        if not k_missing.any():
+            return thresholds
+        thresholds = thresholds.copy()
+        lines = block if by_rows else block.T
+        if not k_missing.all():
+            lines = lines[k_missing]
+        kth = lines.shape[1] - min(lines.shape[1], self.k)
+        kth_of_line = np.empty(len(lines), np.float32)
+        for i in range(0, len(lines), 256):  # np.partition copies: 256 lines at a time
+            kth_of_line[i : i + 256] = np.partition(lines[i : i + 256], kth, axis=1)[:, kth]
+        thresholds[k_missing] = kth_of_line
+        return thresholds
+
+    def _merge(self, target: np.ndarray, cand_keys: np.ndarray) -> None:
+        """Merge candidate keys of the given target queries into their top-k."""
+        if target.size == 0:
+            return
+        k = self.k
+        order = np.argsort(target, kind="stable")
+        target, cand_keys = target[order], cand_keys[order]
+        rows, start, counts = np.unique(target, return_index=True, return_counts=True)
+        group = np.repeat(np.arange(rows.size), counts)
+        # One line per target: its k keys, then its candidates, padded with empty keys.
+        lines = np.full((rows.size, k + int(counts.max())), _EMPTY_KEY, np.int64)
+        lines[:, :k] = self.keys[rows]
+        lines[group, k + np.arange(target.size) - start[group]] = cand_keys
+        lines.sort(axis=1)
+        self.keys[rows] = lines[:, -k:]
+        kth_keys = lines[:, -k]
+        self.kth[rows] = np.where(kth_keys == _EMPTY_KEY, -np.inf, unpack(kth_keys)[1])
+
+
+# Tile rows per segment whose column maxima screen the tile (see _entries_at_least).
+SEGMENT = 8
+
+
+def segment_max(block: np.ndarray) -> np.ndarray:
+    """Maximum of every column over each full segment of ``SEGMENT`` rows.
+
+    Returns ``[rows // SEGMENT, cols]``; rows after the last full segment are left out.
+
+    Example:
+        >>> block = np.arange(2.0 * (SEGMENT + 2)).reshape(SEGMENT + 2, 2)
+        >>> segment_max(block).tolist() == [block[SEGMENT - 1].tolist()]  # 2 rows left over
+        True
+    """
+    n_seg = block.shape[0] // SEGMENT
+    return block[: n_seg * SEGMENT].reshape(n_seg, SEGMENT, block.shape[1]).max(axis=1)
+
+
+def _entries_at_least(
+    block: np.ndarray, seg_max: np.ndarray, thresholds: np.ndarray, by_rows: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, col)`` of the entries at or above their row's (``by_rows``) or column's threshold.
+
+    A comparison pass plus a scan of every entry costs about 0.6 ns, some 10%
+    of the 512-d matmul's time per entry and twice that with the row and the
+    column update of a symmetric tile; few entries pass. So the
+    maxima of every column over segments of ``SEGMENT`` rows (one fast
+    reduction, shared by the row and the column update) are compared first,
+    with a segment's smallest row threshold, and only the segments that reach
+    it are read entry by entry.
+    """
+    n_cols = block.shape[1]
+    n_seg = seg_max.shape[0]
+    if by_rows:
+        seg_thresholds = thresholds[: n_seg * SEGMENT].reshape(n_seg, SEGMENT).min(axis=1)[:, None]
     else:
-        cand = np.tile(np.arange(n), (len(block), 1))
-    vals = np.take_along_axis(block, cand, axis=1)
-    # argpartition picks arbitrarily among values tied with the k-th largest;
-    # redo the rare rows with such a tie so the smallest indices win.
-    kth = vals.min(axis=1)
-    for row in np.flatnonzero((block >= kth[:, None]).sum(axis=1) > k):
-        tied = np.flatnonzero(block[row] >= kth[row])
-        cand[row] = tied[np.lexsort((tied, -block[row, tied]))[:k]]
-        vals[row] = block[row, cand[row]]
-    return _sort_by_similarity(cand, vals)
+        seg_thresholds = thresholds[None, :]
+    seg, col = np.divmod(np.flatnonzero(seg_max >= seg_thresholds), n_cols)
+    row = (seg[:, None] * SEGMENT + np.arange(SEGMENT)).ravel()
+    col = np.repeat(col, SEGMENT)
+    # Rows past the last full segment are compared directly.
+    tail_row, tail_col = np.divmod(
+        np.flatnonzero(
+            block[n_seg * SEGMENT :]
+            >= (thresholds[n_seg * SEGMENT :, None] if by_rows else thresholds)
+        ),
+        n_cols,
+    )
+    row = np.concatenate([row, n_seg * SEGMENT + tail_row])
+    col = np.concatenate([col, tail_col])
+    keep = block[row, col] >= (thresholds[row] if by_rows else thresholds[col])
+    return row[keep], col[keep]
+
+
+# Empty top-k slot: below every packed similarity, -inf included.
+_EMPTY_KEY = np.iinfo(np.int64).min
+_LOW_32 = np.int64(0xFFFFFFFF)
+
+
+def pack(similarities: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """int64 keys whose order is similarity ascending, then index descending.
+
+    The float32 bits, made monotone, fill the high 32 bits and the complement
+    of the index (< 2**32) the low ones, so one integer sort ranks by
+    similarity with ties broken by index, as ``lexsort`` would, at a fraction
+    of its cost. -0.0 is packed as +0.0 so that the two tie.
+
+    Example:
+        >>> keys = pack(np.array([0.5, 0.5, -1.0], np.float32), np.array([7, 3, 0]))
+        >>> np.argsort(keys).tolist()  # -1.0 first; of the 0.5s, index 7 ranks below 3
+        [2, 0, 1]
+    """
+    bits = (np.asarray(similarities, np.float32) + np.float32(0.0)).view(np.int32)
+    ordered = bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+    return (ordered.astype(np.int64) << 32) | (_LOW_32 - np.asarray(indices, np.int64))
+
+
+def unpack(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, similarities)`` of ``pack``'s keys: int64 and float32.
+
+    Example:
+        >>> unpack(pack(np.array([0.25], np.float32), np.array([9])))
+        (array([9]), array([0.25], dtype=float32))
+    """
+    ordered = (keys >> 32).astype(np.int32)
+    bits = ordered ^ ((ordered >> 31) & np.int32(0x7FFFFFFF))
+    return _LOW_32 - (keys & _LOW_32), bits.view(np.float32)
