@@ -156,3 +156,23 @@ def test_utilization_by_hand_and_against_brute_force():
     assert utilization(q, np.concatenate([ref.unit(x), mixed])) <= utilization(q, ref.unit(x))
     with pytest.raises(ValueError, match="non-empty"):
         utilization(q, x[:, :3])
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 0.7, 2.5])
+def test_beta_samples_have_the_right_moments_and_compile_with_xla(alpha):
+    from tfdml.mixing import sample_beta
+
+    seed = keras.random.SeedGenerator(0)
+    draw = tf.function(lambda: sample_beta((20000,), alpha, seed), jit_compile=True)
+    x = np.asarray(draw())
+    variance = 1.0 / (4 * (2 * alpha + 1))  # Beta(a, a): mean 1/2, variance 1 / (4 (2a + 1))
+    assert x.min() >= 0 and x.max() <= 1
+    assert abs(x.mean() - 0.5) < 0.01 and abs(x.var() - variance) < 0.1 * variance
+
+
+def test_a_jit_compiled_training_step_mixes():
+    model = small_model(MultiSimilarityLoss(), "feature")
+    model.compile(optimizer="adam", jit_compile=True)
+    images = rng.uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    history = model.fit(tf.data.Dataset.from_tensors((images, LABELS)).repeat(2), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])

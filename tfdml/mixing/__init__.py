@@ -1,5 +1,5 @@
 """Metrix mixing: pairs, soft targets and the three mixing levels, as a component of `DMLModel`."""
 
-from tfdml.mixing.metrix import KINDS, LEVELS, Metrix, mixed_pair_loss, select_pairs, soft_targets
+from tfdml.mixing.metrix import KINDS, LEVELS, Metrix, mixed_pair_loss, sample_beta, select_pairs, soft_targets
 
-__all__ = ["KINDS", "LEVELS", "Metrix", "mixed_pair_loss", "select_pairs", "soft_targets"]
+__all__ = ["KINDS", "LEVELS", "Metrix", "mixed_pair_loss", "sample_beta", "select_pairs", "soft_targets"]

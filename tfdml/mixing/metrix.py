@@ -36,6 +36,28 @@ LEVELS = ("input", "feature", "embedding")
 KINDS = ("pos_neg", "anchor_neg", "neg_neg")
 
 
+def sample_beta(shape: tuple, alpha: float, seed: Any, candidates: int = 128) -> Any:
+    """`Beta(alpha, alpha)` samples from uniform draws only, so the step also compiles with XLA (which has
+    no kernel for the gamma sampler `keras.random.beta` uses).
+
+    An integer `alpha` is exact: the `alpha`-th smallest of `2 alpha - 1` uniforms. Otherwise Johnk's
+    method, vectorised: of `candidates` pairs `(u^(1/alpha), v^(1/alpha))` the first with sum <= 1
+    gives `x / (x + y)`. Its acceptance rate is `Gamma(alpha + 1)^2 / Gamma(2 alpha + 1)` (1/2 at
+    alpha 1, 0.1 at 2.5), so a draw with no accepted candidate (about 1e-6 at alpha 2.5) takes 0.5.
+    """
+    if float(alpha).is_integer():
+        n = int(2 * alpha - 1)
+        u = keras.random.uniform((*shape, n), seed=seed)
+        return -ops.top_k(-u, int(alpha))[0][..., -1]  # the alpha-th smallest
+    u = keras.random.uniform((*shape, candidates, 2), seed=seed)
+    xy = ops.power(ops.maximum(u, 1e-12), 1.0 / alpha)
+    total = ops.sum(xy, axis=-1)
+    accepted = total <= 1.0
+    first = ops.argmax(ops.cast(accepted, "int32"), axis=-1)
+    ratio = ops.take_along_axis(xy[..., 0] / ops.maximum(total, 1e-12), ops.expand_dims(first, -1), axis=-1)[..., 0]
+    return ops.where(ops.any(accepted, axis=-1), ratio, 0.5)
+
+
 def select_pairs(labels: Any, count: int, seed: Any) -> tuple[Any, Any, Any]:
     """`count` random pairs `(first, second)` of batch indices whose classes differ, and a validity mask.
 
@@ -126,7 +148,7 @@ class Metrix(keras.layers.Layer):
         """Pairs, their lambdas and validity: `(first [M], second [M], lam [M], valid [M])`."""
         first, second, valid = select_pairs(labels, self.max_mixtures, self.seed_generator)
         shape = (self.max_mixtures,) if self.lambda_per == "pair" else (1,)
-        lam = keras.random.beta(shape, self.alpha, self.alpha, seed=self.seed_generator)
+        lam = sample_beta(shape, self.alpha, self.seed_generator)
         return first, second, ops.broadcast_to(lam, (self.max_mixtures,)), valid
 
     def mix(self, model: Any, images: Any, features: Any, embeddings: Any, first: Any, second: Any, lam: Any,
