@@ -320,3 +320,16 @@ def test_eval_resize_sets_the_short_side_before_the_centre_crop(tmp_path):
     zoomed = next(iter(eval_dataset(table, image_size=40, batch_size=1, resize=80)))[0].numpy()[0]
     assert plain.shape == zoomed.shape == (40, 40, 3)
     assert plain[0, 0].max() < 1 and zoomed[1:-1, 1:-1].min() > 190
+
+
+def test_eval_cache_gives_the_same_batches_without_rereading_files(tmp_path):
+    import tensorflow as tf
+
+    from tfdml.data import DatasetTable, eval_dataset
+
+    path = tmp_path / "a.png"
+    tf.io.write_file(str(path), tf.io.encode_png(np.full((8, 8, 3), 50, np.uint8)))
+    ds = eval_dataset(DatasetTable.from_class_keys([str(path)], ["c"]), image_size=8, batch_size=1, cache=True)
+    first = next(iter(ds))[0].numpy()
+    path.unlink()  # a cached dataset no longer needs the file
+    np.testing.assert_array_equal(next(iter(ds))[0].numpy(), first)

@@ -27,7 +27,7 @@ class DataConfig:
     test_fraction: float = _f(0.5, min=0.0, max=1.0)
     val_fraction: float = _f(0.1, min=0.0, max=1.0)
     split_seed: int = _f(0, min=0)
-    cache_in_memory: bool = _f(True)
+    cache_in_memory: bool = _f(True)  # keep the decoded validation images in memory between validations
     bbox_crop: bool = _f(False)  # crop to the dataset's bounding boxes where it has them
     skip_bad_images: bool = _f(False)  # drop missing or non-image files (counted in the log) instead of failing
     folds: int = _f(0, min=0)  # MLRC: >= 2 cuts the training classes into contiguous folds (0: off)

@@ -253,12 +253,13 @@ def train_dataset(
 
 
 def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int, bbox_crop: bool = False,
-                 resize: int | None = None) -> tf.data.Dataset:
+                 resize: int | None = None, cache: bool = False) -> tf.data.Dataset:
     """Batches ``(images float32 [b, S, S, 3] in [0, 255], labels int32 [b])`` in table order, unaugmented.
 
     Labels are the global ``table.label``. Files are resized so the shorter side is
     ``resize`` (default ``image_size``; ResNet's convention is 256 for 224 crops) and centre-cropped to
-    ``image_size``; in-memory images are resized to ``image_size``. With
+    ``image_size``; in-memory images are resized to ``image_size``. ``cache`` keeps the decoded
+    batches in memory after the first pass (float32: about 0.6 MB per 224 px image). With
     ``bbox_crop`` each image is first cropped to its ``table.bbox`` where it has one.
     """
     labels = tf.constant(table.label, tf.int32)
@@ -286,6 +287,8 @@ def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int, bbox_
 
         ds = (tf.data.Dataset.from_tensor_slices((table.path, labels, table.bbox))
               .map(load_one, num_parallel_calls=AUTOTUNE).batch(batch_size))
+    if cache:  # decoded once, reused by every later pass (validation runs every epoch)
+        ds = ds.cache()
     return ds.prefetch(AUTOTUNE)
 
 

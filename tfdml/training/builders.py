@@ -41,9 +41,9 @@ class Data:
             saturation=aug.saturation, grayscale=aug.grayscale, bbox_crop=config.data.bbox_crop,
         )
 
-    def eval_dataset(self, table: DatasetTable, config: Config) -> tf.data.Dataset:
+    def eval_dataset(self, table: DatasetTable, config: Config, cache: bool = False) -> tf.data.Dataset:
         return eval_dataset(table, image_size=config.data.image_size, batch_size=config.eval.batch_size,
-                            bbox_crop=config.data.bbox_crop, resize=config.data.eval_resize)
+                            bbox_crop=config.data.bbox_crop, resize=config.data.eval_resize, cache=cache)
 
     def summary(self) -> str:
         parts = [f"{name} {t.num_classes} classes / {len(t)} images"

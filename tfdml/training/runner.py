@@ -54,7 +54,8 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
                       jit_compile=config.train.jit_compile)
         model.build_optimizers()
 
-    validation = RetrievalValidation(data.eval_dataset(data.val, config), monitor=config.eval.monitor,
+    val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
+    validation = RetrievalValidation(val_dataset, monitor=config.eval.monitor,
                                      every_epochs=config.eval.every_epochs, ks=config.eval.ks,
                                      backend=config.eval.backend)
     budget = TimeBudget(config.train.time_budget_s)
