@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "yaml_configs"
 
@@ -25,6 +27,33 @@ def resolve_config_path(name: str) -> Path:
         if candidate.is_file():
             return candidate
     return path  # the loader reports it missing
+
+
+class _Interrupts:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: a KeyboardInterrupt that lands in
+    a destructor is swallowed by Python ("Exception ignored in ..."), so a callback raises it again at
+    the next batch boundary."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def callback(self) -> Any:
+        import keras
+
+        interrupts = self
+
+        class RaiseOnInterrupt(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                if interrupts.seen:
+                    raise KeyboardInterrupt
+
+            on_epoch_end = on_train_batch_end
+
+        return RaiseOnInterrupt()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(resolve_config_path(args.config), args.overrides)
         from tfdml.training import run_protocol
 
-        run_protocol(config)
+        interrupts = _Interrupts()
+        signal.signal(signal.SIGINT, interrupts.handler)
+        run_protocol(config, callbacks=[interrupts.callback()])
     except TfdmlError as err:
         print(f"tfdml-train: error: {err}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,16 +27,18 @@ from tfdml.training.runner import run
 REPORTED = ("precision@1", "r_precision", "map@r")
 
 
-def run_protocol(config: Config, log: Any = print, folds: int = 4) -> dict[str, Any]:
-    """`run(config)` for `protocol: conventional`; for `mlrc`, one run per fold and the combined report."""
+def run_protocol(config: Config, log: Any = print, folds: int = 4, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
+    """`run(config)` for `protocol: conventional`; for `mlrc`, one run per fold and the combined report.
+
+    `callbacks` go to every run (see `run`)."""
     if config.protocol == "conventional":
-        return run(config, log)
+        return run(config, log, callbacks)
     fold_runs = []
     for fold in range(folds):
         log(f"MLRC fold {fold + 1}/{folds}: validating on training-class fold {fold}")
         data = dataclasses.replace(config.data, folds=folds, fold=fold)
         fold_config = dataclasses.replace(config, name=f"{config.name}/fold{fold}", data=data, protocol="conventional")
-        run(fold_config, log)
+        run(fold_config, log, callbacks)
         fold_runs.append(Path(config.output_dir) / fold_config.name)
 
     saved = [np.load(d / "test_embeddings.npz") for d in fold_runs]
