@@ -56,9 +56,6 @@ class CCPLoss(MetricLoss):
         return (self.w_pair * self.loss.compute(embeddings, labels)
                 + self.w_proxy * self.loss.compute(embeddings, labels, proxies))
 
-    def call(self, embeddings: Any, labels: Any, training: bool | None = None) -> Any:
-        return self.compute(embeddings, labels)
-
     def get_config(self) -> dict:
         return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
                 "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class,
@@ -89,7 +86,7 @@ class ProximalTerm(keras.layers.Layer):
         self.built = True
 
     def penalty(self, variables: list) -> Any:
-        """`(lam / 2) * sum ||v - v*||^2` (exactly 0, with no work wasted on gradients, while lam = 0)."""
+        """`(lam / 2) * sum ||v - v*||^2` over `variables` (0 in the first round, where lam = 0)."""
         total = ops.sum(ops.stack([ops.sum(ops.square(ops.cast(v, "float32") - a))
                                    for v, a in zip(variables, self.anchors)]))
         return 0.5 * self.lam * total

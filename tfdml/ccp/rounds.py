@@ -29,6 +29,7 @@ import numpy as np
 
 from tfdml.ccp.kcenter import greedy_k_center
 from tfdml.ccp.objective import CCPLoss, ProximalTerm
+from tfdml.losses import core
 from tfdml.data.table import DatasetTable
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 
@@ -71,7 +72,8 @@ def reset_slots(optimizer: keras.optimizers.Optimizer, variable: Any) -> int:
 
 
 def unit_ball(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1.0)
+    """The loss's unit-ball projection (`tfdml.losses.core.unit_ball`), on numpy arrays."""
+    return np.asarray(core.unit_ball(np.asarray(x, np.float32)))
 
 
 class CCPRounds(keras.callbacks.Callback):

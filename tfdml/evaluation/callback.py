@@ -60,6 +60,7 @@ class RetrievalValidation(keras.callbacks.Callback):
         self.best_value, self.best_epoch = best_value, best_epoch
         self.best_weights: list | None = None
         self.history: list[dict] = []
+        self.last_logs: dict[str, float] = {}  # the latest validation's `val_*` entries
 
     def evaluate(self, epoch: int = -1) -> dict[str, float]:
         embeddings, labels = embed_dataset(self.model, self.dataset)
@@ -74,18 +75,17 @@ class RetrievalValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Validate (once per epoch: callbacks that act on the metric may call this first themselves)."""
-        if (epoch + 1) % self.every_epochs or self.validated(epoch):
-            if self.validated(epoch) and logs is not None:
-                logs.update({f"val_{k}": v for k, v in self.history[-1].items() if k not in ("epoch",)
-                             and not k.startswith("num_")})
+        if (epoch + 1) % self.every_epochs:
             return
-        metrics = self.evaluate(epoch)
-        self.history.append({"epoch": epoch + 1, **metrics})
+        if not self.validated(epoch):
+            metrics = self.evaluate(epoch)
+            self.history.append({"epoch": epoch + 1, **metrics})
+            self.last_logs = {f"val_{k}": v for k, v in metrics.items() if not k.startswith("num_")}
+            if metrics[self.monitor] > self.best_value:
+                self.best_value, self.best_epoch = float(metrics[self.monitor]), epoch + 1
+                self.best_weights = self.model.get_weights()
         if logs is not None:
-            logs.update({f"val_{k}": v for k, v in metrics.items() if not k.startswith("num_")})
-        if metrics[self.monitor] > self.best_value:
-            self.best_value, self.best_epoch = float(metrics[self.monitor]), epoch + 1
-            self.best_weights = self.model.get_weights()
+            logs.update(self.last_logs)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.restore_best and self.best_weights is not None:
