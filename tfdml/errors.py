@@ -24,5 +24,9 @@ class DataError(TfdmlError):
     """A dataset is missing, malformed or cannot be read."""
 
 
+class ArtifactError(TfdmlError):
+    """A run directory or an exported SavedModel is missing, incomplete, or of another kind than expected."""
+
+
 NON_FINITE_HINT = ("Lower optimizer.learning_rate, set optimizer.clipnorm (e.g. 10), or check the loss arguments "
                    "and the input images.")

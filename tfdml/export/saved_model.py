@@ -6,31 +6,201 @@ The SavedModel needs neither tfdml nor Keras to load:
     >>> embedder = tf.saved_model.load("runs/emoji/saved_model")            # doctest: +SKIP
     >>> embeddings = embedder.serve(images)  # float32 [B, S, S, 3], RGB pixel values 0-255
     >>> embeddings = embedder.serve_uint8(images_uint8)  # the same from uint8 pixels
+    >>> embedder.tfdml_kind[0].numpy()  # doctest: +SKIP
+    b'embedding'
 
 Both signatures return L2-normalised float32 embeddings `[B, dim]`; `serving_default` is `serve`.
+Every SavedModel tfdml writes carries its kind (`"embedding"` here, `"retrieval"` for
+:func:`tfdml.export.export_retrieval_model`) as the one-variable collection `tfdml_kind`, and a
+`manifest.json` in its directory with the kind, the input size and the evaluation preprocessing.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from tfdml.errors import ArtifactError
 
-def export_saved_model(model: keras.Model, path: str | Path, image_size: int) -> Path:
-    """Write `model` (images -> embeddings) as a SavedModel at `path` and return the path."""
+KIND_EMBEDDING = "embedding"
+KIND_RETRIEVAL = "retrieval"
+KIND_COLLECTION = "tfdml_kind"  # the loaded object's `tfdml_kind[0]` is the kind, a string variable
+MANIFEST = "manifest.json"  # in the SavedModel's directory; TensorFlow ignores it
+MANIFEST_FORMAT = 1
+
+
+def export_saved_model(model: keras.Model, path: str | Path, image_size: int, resize: int | None = None) -> Path:
+    """Write `model` (images -> embeddings) as a SavedModel at `path` and return the path.
+
+    `resize` is the short side images are resized to before the centre crop of `image_size` in
+    evaluation (`data.eval_resize`; None: `image_size`); it is recorded in the manifest so that
+    `tfdml-eval` and `tfdml-search` preprocess as the run's evaluation did.
+
+    Example:
+        >>> export_saved_model(model, "runs/emoji/saved_model", image_size=32)  # doctest: +SKIP
+        PosixPath('runs/emoji/saved_model')
+    """
     path = Path(path)
     shape = [None, image_size, image_size, 3]
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        "serve", lambda images: model(images, training=False), input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
+    serve = archive.add_endpoint(
+        "serve", lambda images: model(images, training=False),
+        input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
     )
     archive.add_endpoint(
         "serve_uint8",
         lambda images: model(tf.cast(images, tf.float32), training=False),
         input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")],
     )
-    archive.write_out(str(path), verbose=False)
+    mark_kind(archive, KIND_EMBEDDING)
+    manifest = base_manifest(KIND_EMBEDDING, image_size, resize, output_dim(serve))
+    write_archive(archive, path, manifest)
     return path
+
+
+def mark_kind(archive: Any, kind: str) -> None:
+    """Record `kind` in an `ExportArchive` as the variable collection `tfdml_kind` (a public Keras API)."""
+    archive.add_variable_collection(KIND_COLLECTION, [tf.Variable(kind, trainable=False, name=KIND_COLLECTION)])
+
+
+def output_dim(endpoint: Any) -> int:
+    """The embedding size of a traced endpoint that returns `[B, dim]`."""
+    return int(endpoint.get_concrete_function().structured_outputs.shape[-1])
+
+
+def base_manifest(kind: str, image_size: int, resize: int | None, embedding_dim: int) -> dict[str, Any]:
+    return {"format": MANIFEST_FORMAT, "kind": kind, "image_size": int(image_size),
+            "resize": None if resize is None else int(resize), "embedding_dim": int(embedding_dim)}
+
+
+def write_archive(archive: Any, path: Path, manifest: dict[str, Any],
+                  extra: Callable[[Path], None] | None = None) -> None:
+    """Write the SavedModel, its manifest and `extra(directory)`'s files next to `path`, then move it into place.
+
+    An existing SavedModel at `path` is replaced only once the new one is complete, so an
+    interrupted export never leaves half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    archive.write_out(str(staging), verbose=False)
+    (staging / MANIFEST).write_text(manifest_text(manifest))
+    if extra is not None:
+        extra(staging)
+    if path.is_dir() and not path.is_symlink():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(staging, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, path)
+
+
+def manifest_text(manifest: dict[str, Any]) -> str:
+    """JSON with one line per gallery row, so that a large gallery's manifest stays readable."""
+    head = {k: v for k, v in manifest.items() if k != "gallery"}
+    if "gallery" not in manifest:
+        return json.dumps(head, indent=1) + "\n"
+    rows = ",\n".join("  " + json.dumps(row) for row in manifest["gallery"])
+    return json.dumps(head, indent=1)[:-2] + f',\n "gallery": [\n{rows}\n ]\n}}\n'
+
+
+@dataclass
+class ExportedModel:
+    """A SavedModel that tfdml exported, loaded with plain `tf.saved_model.load`.
+
+    Attributes:
+        path: its directory.
+        kind: `"embedding"` or `"retrieval"`.
+        image_size: the side of the square images it takes.
+        resize: the evaluation short side before the centre crop (None: `image_size`).
+        manifest: `manifest.json` (empty for an embedding SavedModel from before manifests).
+        obj: the loaded object (`serve` / `embed`, `search`).
+    """
+
+    path: Path
+    kind: str
+    image_size: int
+    resize: int | None
+    manifest: dict[str, Any] = field(repr=False)
+    obj: Any = field(repr=False)
+
+    @property
+    def embed(self) -> Callable[[tf.Tensor], tf.Tensor]:
+        """Images float32 `[B, S, S, 3]` (0-255) -> L2-normalised embeddings `[B, dim]`."""
+        return self.obj.serve if self.kind == KIND_EMBEDDING else self.obj.embed
+
+    @property
+    def gallery(self) -> list[dict[str, Any]]:
+        """A retrieval SavedModel's gallery rows (`id`, `path`, `label`, `class_name`); empty otherwise."""
+        return list(self.manifest.get("gallery", []))
+
+    def gallery_images(self) -> np.ndarray | None:
+        """uint8 pixels `[N, H, W, C]` of a gallery that was held in memory (no files), else None."""
+        name = self.manifest.get("gallery_images")
+        if not name or not (self.path / name).is_file():
+            return None
+        with np.load(self.path / name) as data:
+            return data["images"]
+
+
+def load_exported(path: str | Path) -> ExportedModel:
+    """Load a SavedModel that tfdml exported, and say what it is; ArtifactError for anything else.
+
+    Example:
+        >>> exported = load_exported("runs/emoji/retrieval_model")  # doctest: +SKIP
+        >>> exported.kind, exported.image_size  # doctest: +SKIP
+        ('retrieval', 32)
+    """
+    path = Path(path)
+    hint = ("expected a SavedModel directory that tfdml exported: RUN_DIR/saved_model (embedding) or "
+            "RUN_DIR/retrieval_model (retrieval); `tfdml-export RUN_DIR` writes both")
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist; {hint}")
+    if path.is_file():
+        what = "a Keras file" if path.suffix in (".keras", ".h5") else "a file"
+        raise ArtifactError(f"{path} is {what}, not a SavedModel directory; {hint}")
+    if not (path / "saved_model.pb").is_file():
+        if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
+            raise ArtifactError(f"{path} is a run directory, not a SavedModel; pass {path / 'retrieval_model'} "
+                                f"or {path / 'saved_model'} (`tfdml-export {path}` writes them)")
+        raise ArtifactError(f"{path} is not a SavedModel (it has no saved_model.pb); {hint}")
+    try:
+        obj = tf.saved_model.load(str(path))
+    except Exception as err:  # noqa: BLE001 - TensorFlow raises many kinds for a damaged SavedModel
+        raise ArtifactError(f"{path} cannot be loaded as a SavedModel ({type(err).__name__}: "
+                            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}); {hint}") from None
+    marker = getattr(obj, KIND_COLLECTION, None)
+    signatures = dict(getattr(obj, "signatures", {}))
+    if marker is not None and len(marker) == 1:
+        kind = marker[0].numpy().decode()
+    elif "serve" in signatures:  # exported before SavedModels carried their kind
+        kind = KIND_EMBEDDING
+    else:
+        raise ArtifactError(f"{path} is a SavedModel but not one tfdml exported (no `tfdml_kind` marker and no "
+                            f"`serve` signature; its signatures: {', '.join(signatures) or 'none'}); {hint}")
+    if kind not in (KIND_EMBEDDING, KIND_RETRIEVAL):
+        raise ArtifactError(f"{path} is a tfdml SavedModel of unknown kind {kind!r} (a newer tfdml?); "
+                            f"expected {KIND_EMBEDDING!r} or {KIND_RETRIEVAL!r}")
+    manifest: dict[str, Any] = {}
+    if (path / MANIFEST).is_file():
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except ValueError as err:
+            raise ArtifactError(f"{path / MANIFEST} is not valid JSON ({err}); re-export with tfdml-export") from None
+    if kind == KIND_RETRIEVAL and "gallery" not in manifest:
+        raise ArtifactError(f"{path} is a retrieval SavedModel without its {MANIFEST} (the gallery's paths and "
+                            f"labels); copy it along with the SavedModel or re-export with tfdml-export")
+    signature = signatures["serve" if kind == KIND_EMBEDDING else "embed"]
+    image_size = int(manifest.get("image_size") or signature.structured_input_signature[1]["images"].shape[1])
+    return ExportedModel(path, kind, image_size, manifest.get("resize"), manifest, obj)

@@ -51,7 +51,12 @@ class Data:
         return "; ".join(parts)
 
 
-def build_data(config: Config, log: Callable[[str], None] = print) -> Data:
+def build_table(config: Config, log: Callable[[str], None] = print) -> DatasetTable:
+    """The dataset of `config.data`, checked and split into classes: every row has its `split`.
+
+    The same rows and splits on every call with the same config (`tfdml-eval` and `tfdml-export`
+    rebuild a run's test split with it).
+    """
     cfg = config.data
     table = read_dataset(cfg.dataset, root=cfg.root, **cfg.reader_args)
     if cfg.skip_bad_images:
@@ -64,6 +69,11 @@ def build_data(config: Config, log: Callable[[str], None] = print) -> Data:
                           min_images=cfg.min_images, seed=cfg.split_seed, keep_split=True)
     if cfg.folds:  # MLRC: validate on one contiguous fold of the training classes
         table = fold_split(table, cfg.folds, cfg.fold)
+    return table
+
+
+def build_data(config: Config, log: Callable[[str], None] = print) -> Data:
+    table = build_table(config, log)
     train = table.subset("train")
     sampler = MPerClassSampler(train.label, m=config.sampler.m, batch_size=config.sampler.batch_size, seed=config.seed)
     return Data(table, train, table.subset("val"), table.subset("test"), sampler)

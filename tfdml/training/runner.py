@@ -20,11 +20,11 @@ import keras
 import numpy as np
 
 from tfdml.ccp import CCPRounds, table_pool
-from tfdml.config import Config, config_from_dict, diff_configs, save_config
+from tfdml.config import Config, config_from_dict, diff_configs, load_config, save_config
 from tfdml.config.schema import RESUMABLE_KEYS
-from tfdml.data import reraise_data_errors
+from tfdml.data import DatasetTable, reraise_data_errors
 from tfdml.distribute import get_strategy
-from tfdml.errors import ConfigError
+from tfdml.errors import ArtifactError, ConfigError
 from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.export import export_saved_model
@@ -94,11 +94,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     with reraise_data_errors():
         embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
         train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
-    # In-Shop style tables search a gallery with separate queries; others retrieve among all test images.
-    masks = {} if data.test.is_query.all() and data.test.is_gallery.all() else {
-        "query_mask": data.test.is_query, "gallery_mask": data.test.is_gallery}
-    test = evaluate_retrieval(embeddings, labels, ks=config.eval.ks, backend=config.eval.backend,
-                              compute_nmi=config.eval.nmi, seed=config.seed, **masks)
+    test = evaluate_table(embeddings, labels, data.test, config)
     # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures).
     test["utilization"] = utilization(embeddings, train_embeddings)
     if config.mixing.level != "none":
@@ -117,9 +113,62 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
         + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
     if config.export.saved_model:
-        path = export_saved_model(model, run_dir / "saved_model", image_size=config.data.image_size)
+        path = export_saved_model(model, run_dir / "saved_model", image_size=config.data.image_size,
+                                  resize=config.data.eval_resize)
         log(f"exported SavedModel: {path}")
     return metrics
+
+
+def evaluate_table(embeddings: np.ndarray, labels: np.ndarray, table: DatasetTable, config: Config,
+                   backend: str | None = None) -> dict[str, float]:
+    """Retrieval metrics of `table`'s embeddings as a run reports its test metrics (`metrics.json`).
+
+    In-Shop style tables (some rows not query or not gallery) search their gallery with their
+    queries; others retrieve among all their images. `backend` defaults to `config.eval.backend`.
+
+    Example:
+        >>> embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))  # doctest: +SKIP
+        >>> evaluate_table(embeddings, labels, data.test, config)["map@r"]  # doctest: +SKIP
+    """
+    masks = {} if table.is_query.all() and table.is_gallery.all() else {
+        "query_mask": table.is_query, "gallery_mask": table.is_gallery}
+    return evaluate_retrieval(embeddings, labels, ks=config.eval.ks, backend=backend or config.eval.backend,
+                              compute_nmi=config.eval.nmi, seed=config.seed, **masks)
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
+    """The config and the model of a finished (or interrupted) run, with the weights it was tested with.
+
+    The model comes from `checkpoints/last.keras` with `best.weights.h5` loaded over it when there is
+    one (the best validation epoch, as the run's test used); without it, the last epoch's weights.
+
+    Example:
+        >>> config, model = load_run("runs/emoji")  # doctest: +SKIP
+        >>> model(images).shape  # doctest: +SKIP
+        TensorShape([8, 128])
+    """
+    run_dir = Path(run_dir)
+    hint = "expected a run directory that tfdml-train wrote (<output_dir>/<name>/ with config.yaml and checkpoints/)"
+    if not run_dir.exists():
+        raise ArtifactError(f"{run_dir} does not exist; {hint}")
+    if not run_dir.is_dir():
+        raise ArtifactError(f"{run_dir} is a file, not a run directory; {hint}")
+    config_path, checkpoints = run_dir / "config.yaml", run_dir / "checkpoints"
+    if not config_path.is_file():
+        raise ArtifactError(f"{run_dir} is not a run directory: it has no config.yaml; {hint}")
+    config = load_config(config_path)
+    last, best = checkpoints / "last.keras", checkpoints / "best.weights.h5"
+    if not last.is_file():
+        raise ArtifactError(f"{run_dir} has no checkpoint ({last} is missing): the run has not finished an epoch; "
+                            f"train it with `tfdml-train {config_path}` (rerunning resumes)")
+    try:
+        model = keras.models.load_model(last, compile=False)
+        if best.is_file():
+            model.load_weights(best)
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign checkpoint
+        raise ArtifactError(f"the checkpoint in {checkpoints} cannot be loaded ({type(err).__name__}: {err}); "
+                            "it may be damaged or written by another tfdml version; retrain the run") from None
+    return config, model
 
 
 def _resume_state(run_dir: Path, config: Config) -> dict | None:

@@ -1,0 +1,30 @@
+"""What the tfdml commands share: the argument parser's layout and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+
+def make_parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """An argument parser whose description is the first line of `doc` and whose epilog is all of it."""
+    return argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
+
+
+def run_command(prog: str, body: Callable[[], None]) -> int:
+    """Run `body`; a TfdmlError becomes `PROG: error: MESSAGE` on stderr and exit code 2, Ctrl-C code 130."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfdml.errors import TfdmlError
+
+    try:
+        body()
+    except TfdmlError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
