@@ -148,6 +148,32 @@ def test_scripted_metrics_trigger_rounds_and_the_final_stop_at_the_right_epochs(
     assert validation.best_epoch == 5 and len(validation.history) == 10  # each epoch validated once
 
 
+def test_warmup_trains_the_pair_term_alone_then_round_one_seeds_the_proxies():
+    model = ccp_model()
+    validation = ScriptedValidation([0.1, 0.2, 0.3, 0.3, 0.3, 0.3])
+    pool_embeddings = rng.normal(size=(16, 8)).astype("float32")
+    rounds = CCPRounds(validation, fixed_pool(pool_embeddings, LABELS), patience=2, stop_patience=50,
+                       warmup_epochs=2, log=lambda _: None)
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append((float(model.metric_loss.proxy_term_on.numpy()), model.metric_loss.proxies.numpy().copy()))
+
+    data = tf.data.Dataset.from_tensors((IMAGES, LABELS)).repeat()
+    history = model.fit(data, epochs=6, steps_per_epoch=1, callbacks=[rounds, validation, Watch()], verbose=0)
+    assert [gate for gate, _ in seen] == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
+    np.testing.assert_array_equal(seen[0][1], seen[1][1])  # the proxy term is off: the proxies do not move
+    seeded = seen[2][1] / np.maximum(1.0, np.linalg.norm(seen[2][1], axis=1, keepdims=True))
+    pool_rows = pool_embeddings / np.maximum(1.0, np.linalg.norm(pool_embeddings, axis=1, keepdims=True))
+    for proxy, label in zip(seeded, np.tile(np.arange(4), 2)):  # each proxy is a pool point of its class
+        gaps = np.linalg.norm(pool_rows[LABELS == label] - proxy, axis=1)
+        assert gaps.min() < 1e-5
+    # Round 1 after the warm-up's 2 epochs; its patience counts from there: flat epochs 4 and 5 start round 2.
+    assert history.history["ccp_round"] == [0, 1, 1, 1, 2, 2]
+    assert [e["epoch"] for e in rounds.events] == [5]
+
+
 def test_a_run_interrupted_mid_round_resumes_identically(tmp_path):
     tiny = ["sampler.batch_size=32", "train.steps_per_epoch=2", "model.backbone_args.widths=[8,16]",
             "model.embedding_dim=16", "eval.batch_size=512", "train.verbose=0", "export.saved_model=false",

@@ -30,7 +30,8 @@ class CCPLoss(MetricLoss):
 
     Proxies (`num_classes * proxies_per_class` of them, proxy `i` of class `i % num_classes`) are this
     layer's trainable weight, in the model's `loss` parameter group. CCP's defaults: w_pair 0.1,
-    w_proxy 1.0; K = 8 (CUB, Cars196) or 4 (SOP, In-Shop).
+    w_proxy 1.0; K = 8 (CUB, Cars196) or 4 (SOP, In-Shop). The non-trainable `proxy_term_on` (1 by
+    default) switches the proxy term off during a warm-up (`CCPRounds(warmup_epochs=...)`).
     """
 
     def __init__(self, loss: PairLoss | dict, num_classes: int, proxies_per_class: int = 8, w_pair: float = 0.1,
@@ -45,6 +46,8 @@ class CCPLoss(MetricLoss):
     def build(self, input_shape: tuple) -> None:
         self.proxies = self.add_weight(shape=(self.num_classes * self.proxies_per_class, input_shape[-1]),
                                        initializer=keras.initializers.HeUniform(), name="proxies", trainable=True)
+        self.proxy_term_on = self.add_weight(shape=(), initializer="ones", name="proxy_term_on", trainable=False,
+                                             aggregation="only_first_replica")
         self.built = True
 
     def proxy_labels(self) -> Any:
@@ -54,7 +57,7 @@ class CCPLoss(MetricLoss):
         embeddings = unit_ball(embeddings)
         proxies = References.from_proxies(unit_ball(self.proxies), self.proxy_labels())
         return (self.w_pair * self.loss.compute(embeddings, labels)
-                + self.w_proxy * self.loss.compute(embeddings, labels, proxies))
+                + self.w_proxy * self.proxy_term_on * self.loss.compute(embeddings, labels, proxies))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),

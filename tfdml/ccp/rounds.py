@@ -12,6 +12,10 @@ previous epoch's metric), then decides:
 - `stop_patience` validations without improvement stop training; the validation callback then
   restores the best weights.
 
+`warmup_epochs > 0` (not in the paper) trains the pair term alone for that many epochs ("round 0")
+before round 1 seeds the proxies: the paper starts from ImageNet weights, whose embeddings already
+separate classes, while proxies seeded from a randomly initialised network are nearly one point.
+
 All state lives in the model's `ProximalTerm` weights, so a checkpoint resumes the same round.
 
 Example (a notebook):
@@ -80,9 +84,10 @@ class CCPRounds(keras.callbacks.Callback):
     """CCP's round logic (see the module docstring). The model needs a `CCPLoss` and a `ProximalTerm`."""
 
     def __init__(self, validation: RetrievalValidation, pool: Pool, *, lambda0: float = 2e-4, decay: float = 1.0,
-                 patience: int = 3, stop_patience: int = 60, log: Callable[[str], None] = print) -> None:
+                 patience: int = 3, stop_patience: int = 60, warmup_epochs: int = 0,
+                 log: Callable[[str], None] = print) -> None:
         super().__init__()
-        self.validation, self.pool, self.log = validation, pool, log
+        self.validation, self.pool, self.log, self.warmup_epochs = validation, pool, log, warmup_epochs
         self.lambda0, self.decay, self.patience, self.stop_patience = lambda0, decay, patience, stop_patience
         self.events: list[dict] = []  # one per round start, for logs and tests
 
@@ -98,10 +103,21 @@ class CCPRounds(keras.callbacks.Callback):
         if not isinstance(self.loss, CCPLoss) or not isinstance(self.model.proximal, ProximalTerm):
             raise ValueError("CCPRounds needs a model built with a CCPLoss and a ProximalTerm "
                              "(tfdml.training.builders.build_model does this when `ccp.enabled: true`)")
-        if int(self.state.round.numpy()) == 0:  # a fresh run: seed the first round's proxies from samples
-            self.reseed(previous=None)
-            self.state.round.assign(1)
-            self.log("CCP round 1: proxies seeded by k-center from the pool; lambda 0")
+        if int(self.state.round.numpy()) > 0:  # resumed: the checkpoint holds the round and the proxies
+            return
+        if self.warmup_epochs > 0:
+            self.loss.proxy_term_on.assign(0.0)
+            self.log(f"CCP warm-up: {self.warmup_epochs} epochs of the pair term alone before round 1")
+        else:
+            self.first_round()
+
+    def first_round(self) -> None:
+        """Round 1: proxies seeded by k-center from the pool, the proxy term on, lambda 0."""
+        self.reseed(previous=None)
+        self.loss.proxy_term_on.assign(1.0)
+        self.state.round.assign(1)
+        self.state.since_round.assign(0)
+        self.log("CCP round 1: proxies seeded by k-center from the pool; lambda 0")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.validation.on_epoch_end(epoch, logs)  # the metric of *this* epoch, before any decision
@@ -115,7 +131,10 @@ class CCPRounds(keras.callbacks.Callback):
             state.since_improvement.assign_add(1)
             state.since_round.assign_add(1)
         state.best.assign(self.validation.best_value)
-        if int(state.since_improvement.numpy()) >= self.stop_patience:
+        if int(state.round.numpy()) == 0:  # warm-up: no rounds and no stop until the proxies exist
+            if epoch + 1 >= self.warmup_epochs:
+                self.first_round()
+        elif int(state.since_improvement.numpy()) >= self.stop_patience:
             self.model.stop_training = True
             self.log(f"CCP: no improvement in {self.stop_patience} validations; stopping after round "
                      f"{int(state.round.numpy())} (best {self.validation.monitor} {self.validation.best_value:.4f} "

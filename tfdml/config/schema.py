@@ -99,6 +99,7 @@ class CCPConfig:
     stop_patience: int = _f(60, min=1)  # ... that end training
     w_pair: float = _f(0.1, min=0.0)
     w_proxy: float = _f(1.0, min=0.0)
+    warmup_epochs: int = _f(0, min=0)  # epochs of the pair term alone before round 1 (0: the paper)
 
 
 @dataclass

@@ -74,7 +74,8 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
         if config.ccp.enabled:  # after validation, before checkpointing: it acts on this epoch's metric
             pool = table_pool(data.train, config.ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed)
             rounds = [CCPRounds(validation, pool, lambda0=config.ccp.lambda0, decay=config.ccp.decay,
-                                patience=config.ccp.patience, stop_patience=config.ccp.stop_patience, log=log)]
+                                patience=config.ccp.patience, stop_patience=config.ccp.stop_patience,
+                                warmup_epochs=config.ccp.warmup_epochs, log=log)]
         callbacks = [
             validation,  # first: later callbacks log and checkpoint its val_* metrics
             *rounds,
