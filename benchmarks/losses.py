@@ -1,6 +1,7 @@
 """Forward + backward time of every loss per batch, against the B x B similarity matmul they all need.
 
     .venv/bin/python benchmarks/losses.py [--batches 32 128 512] [--dims 128 512] [--repeats 20] [--jit]
+        [--only triplet ...]
 
 Each loss runs in a `tf.function` on random unit embeddings with m-per-class labels (4 per class);
 proxy losses have 200 classes (SoftTriple 10 centres each, the others 1). The baseline is
@@ -67,7 +68,9 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="*", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--jit", action="store_true", help="compile each step with XLA")
+    parser.add_argument("--only", nargs="*", default=[], help="time only the losses whose names contain these words")
     args = parser.parse_args()
+    losses = {name: f for name, f in LOSSES.items() if not args.only or any(w in name for w in args.only)}
     rng = np.random.default_rng(0)
     shapes = [(b, d) for b in args.batches for d in args.dims]
     results: dict[str, list[float]] = {}
@@ -77,7 +80,7 @@ def main() -> None:
         labels = tf.constant(np.repeat(np.arange(b // 4), 4) % CLASSES, tf.int32)
         results.setdefault("similarity matmul (baseline)", []).append(timed(make_step(None, args.jit), x, labels,
                                                                             args.repeats))
-        for name, factory in LOSSES.items():
+        for name, factory in losses.items():
             loss = factory()
             loss.build((None, d))
             results.setdefault(name, []).append(timed(make_step(loss, args.jit), x, labels, args.repeats))

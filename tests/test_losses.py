@@ -111,6 +111,28 @@ def test_margin_losses_are_zero_when_margins_hold():
         assert float(TripletLoss(margin=1.0, mining=mining)(COLLINEAR, TWO_CLASSES)) == 0.0
 
 
+@pytest.mark.parametrize("mining", ["all", "semihard"])
+@pytest.mark.parametrize("reduction", ["mean_nonzero", "mean", "per_anchor", "sum"])
+def test_sorted_triplet_equals_the_full_triplet_tensor_with_soft_weights(mining, reduction):
+    # The loss never builds [B, M, M]; here that tensor is built in numpy, with Metrix-style soft
+    # weights, zero weights and the distance's own closeness (negated Euclidean distances).
+    values = rng.uniform(0.0, 2.0, (7, 9))
+    w_pos = rng.uniform(0, 1, (7, 9)) * (rng.random((7, 9)) < 0.5)
+    w_neg = rng.uniform(0, 1, (7, 9)) * (rng.random((7, 9)) < 0.7)
+    margin = 0.3
+    c = -values
+    gap = c[:, None, :] - c[:, :, None] + margin  # [a, p, n]
+    weights = w_pos[:, :, None] * w_neg[:, None, :]
+    if mining == "semihard":
+        weights = weights * ((gap > 0) & (gap < margin))
+    terms = weights * np.maximum(gap, 0)
+    expected = {"sum": terms.sum(), "mean": terms.mean(), "per_anchor": terms.sum() / 7,
+                "mean_nonzero": terms.sum() / max((terms > 0).sum(), 1)}[reduction]
+    loss = TripletLoss(margin, mining=mining, reduction=reduction)
+    got = loss.from_pairs(*(tf.constant(x, tf.float32) for x in (values, w_pos, w_neg)))
+    assert float(got) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
 def test_pair_losses_by_hand():
     # Negatives at sqrt(2) with margin 2: every ordered negative pair costs 2 - sqrt(2).
     assert float(ContrastiveLoss(neg_margin=2.0)(COLLINEAR, TWO_CLASSES)) == pytest.approx(2 - np.sqrt(2), rel=1e-6)

@@ -208,6 +208,19 @@ def reduce(values: Any, mode: str = "mean") -> Any:
     raise ValueError(f"unknown reduction {mode!r}; choose one of {', '.join(REDUCTIONS)}")
 
 
+def reduce_total(total: Any, count: Any, shape: Any, mode: str) -> Any:
+    """`reduce` of a `[B, M, M]` term tensor known only by its sum, its non-zero count and its shape."""
+    if mode == "sum":
+        return total
+    if mode == "mean_nonzero":
+        return total / ops.maximum(count, 1.0)
+    if mode == "per_anchor":
+        return total / ops.cast(shape[0], total.dtype)
+    if mode == "mean":
+        return total / ops.cast(shape[0] * shape[1] * shape[1], total.dtype)
+    raise ValueError(f"unknown reduction {mode!r}; choose one of {', '.join(REDUCTIONS)}")
+
+
 def weighted_logsumexp(logits: Any, weights: Any, axis: int = -1) -> Any:
     """Stable `log(sum_i w_i exp(z_i))` with `w_i >= 0`; entries with `w_i = 0` are masked.
 

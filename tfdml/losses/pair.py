@@ -13,7 +13,7 @@ from typing import Any
 from keras import ops
 
 from tfdml.losses.base import PairLoss, register_loss
-from tfdml.losses.core import REDUCTIONS, reduce, weighted_log1p_sum_exp
+from tfdml.losses.core import REDUCTIONS, reduce, reduce_total, weighted_log1p_sum_exp
 
 
 @register_loss("contrastive")
@@ -153,12 +153,42 @@ class TripletLoss(PairLoss):
             hardest_neg = ops.max(ops.where(w_neg > 0, closeness, -big), axis=1)
             valid = ops.cast(ops.any(w_pos > 0, axis=1) & ops.any(w_neg > 0, axis=1), closeness.dtype)
             return reduce(valid * ops.relu(hardest_neg - hardest_pos + self.margin), self.reduction)
-        # [B, M_pos, M_neg]: how much closer each negative is than each positive, plus the margin.
-        gap = ops.expand_dims(closeness, 1) - ops.expand_dims(closeness, 2) + self.margin
-        weights = ops.expand_dims(w_pos, 2) * ops.expand_dims(w_neg, 1)
-        if self.mining == "semihard":
-            weights = weights * ops.cast((gap > 0) & (gap < self.margin), weights.dtype)
-        return reduce(weights * ops.relu(gap), self.reduction)
+        # Per (anchor, positive) the terms are w_n [c_an - t]_+ with t = c_ap - margin, so sums over
+        # the negatives ranked above t give them all: O(B M log M) time and O(B M) memory, no [B, M, M].
+        low = closeness - self.margin
+        if self.mining == "semihard":  # the negatives in (c_ap - margin, c_ap): above `low`, minus above c_ap
+            m = ops.shape(closeness)[1]
+            both = _negatives_above(closeness, w_neg, ops.concatenate([low, closeness], axis=1))
+            sums, weights, counts = (x[:, :m] - x[:, m:] for x in both)
+        else:
+            sums, weights, counts = _negatives_above(closeness, w_neg, low)
+        total = ops.sum(w_pos * (sums - low * weights))
+        count = ops.sum(ops.cast(w_pos > 0, counts.dtype) * counts)
+        return reduce_total(total, count, ops.shape(closeness), self.reduction)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "reduction": self.reduction}
+
+
+def _negatives_above(closeness: Any, w_neg: Any, thresholds: Any) -> tuple[Any, Any, Any]:
+    """For each anchor row and threshold `t`: over the negatives `n` with `closeness[n] >= t`, the sums of
+    `w_neg * closeness`, of `w_neg`, and the count of those with `w_neg > 0`; each `[B, T]`.
+
+    One sort per row of closenesses and thresholds together; exclusive running sums in that order
+    give, at each threshold, the sums over everything ranked above it. A negative equal to a
+    threshold ranks above it: the sort (TensorFlow's top-k) keeps equal values in index order, and
+    the negatives come first. Semi-hard mining needs that: a soft-target reference can be both a
+    positive and a negative, and must not fall inside its own window `(c_ap - margin, c_ap)`.
+    """
+    m = ops.shape(closeness)[1]
+    values = ops.concatenate([closeness, thresholds], axis=1)
+    weights = ops.concatenate([w_neg, ops.zeros_like(thresholds)], axis=1)  # thresholds add nothing
+    order = ops.argsort(-values, axis=1)
+    inverse = ops.argsort(order, axis=1)[:, m:]  # where each threshold landed
+
+    def above(x: Any) -> Any:
+        ranked = ops.take_along_axis(x, order, axis=1)
+        return ops.take_along_axis(ops.cumsum(ranked, axis=1) - ranked, inverse, axis=1)
+
+    active = ops.cast(weights > 0, values.dtype)
+    return above(weights * values), above(weights), above(active)
