@@ -172,6 +172,8 @@ def test_warmup_trains_the_pair_term_alone_then_round_one_seeds_the_proxies():
     # Round 1 after the warm-up's 2 epochs; its patience counts from there: flat epochs 4 and 5 start round 2.
     assert history.history["ccp_round"] == [0, 1, 1, 1, 2, 2]
     assert [e["epoch"] for e in rounds.events] == [5]
+    assert len(validation.history) == 6 and "ccp_proxies_moved" in validation.history[4]  # epoch 5's entry
+    assert validation.history[4]["ccp_proxies_moved"] == pytest.approx(rounds.events[0]["moved"])
 
 
 def test_a_run_interrupted_mid_round_resumes_identically(tmp_path):

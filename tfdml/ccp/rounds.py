@@ -17,6 +17,8 @@ before round 1 seeds the proxies: the paper starts from ImageNet weights, whose 
 separate classes, while proxies seeded from a randomly initialised network are nearly one point.
 
 All state lives in the model's `ProximalTerm` weights, so a checkpoint resumes the same round.
+Every validated epoch adds `ccp_round`, `ccp_lambda` and `ccp_best` to the epoch's logs (TensorBoard,
+the progress bar, `metrics.json`), and an epoch that re-seeds adds `ccp_proxies_moved`.
 
 Example (a notebook):
     >>> validation = RetrievalValidation(val_ds)                                    # doctest: +SKIP
@@ -143,6 +145,8 @@ class CCPRounds(keras.callbacks.Callback):
             self.new_round(epoch)
         progress = {"ccp_round": int(state.round.numpy()), "ccp_lambda": float(state.lam.numpy()),
                     "ccp_best": float(state.best.numpy())}
+        if self.events and self.events[-1]["epoch"] == epoch + 1:  # a re-seeding this epoch: how far they moved
+            progress["ccp_proxies_moved"] = self.events[-1]["moved"]
         self.validation.history[-1].update(progress)  # kept in checkpoints' state and metrics.json
         if logs is not None:
             logs.update(progress)  # TensorBoard and the progress bar
