@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +26,24 @@ def mean_spread(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def step_ms(config: Any, num_classes: int, images: Any, labels: Any, steps: int,
+            prepare: Callable[[Any], None] | None = None) -> float:
+    """Milliseconds per training step of `config`'s model (a `tf.function`, no XLA) on one fixed batch,
+    after a first traced step; `prepare(model)` runs before it (e.g. to switch a term on)."""
+    import tensorflow as tf
+
+    from tfdml.training.builders import build_model
+
+    model = build_model(config, num_classes=num_classes)
+    model.compile(optimizer="adam", jit_compile=False)
+    model.build_optimizers()
+    if prepare is not None:
+        prepare(model)
+    step = tf.function(model.train_step)
+    step((images, labels))
+    start = time.perf_counter()
+    for _ in range(steps):
+        step((images, labels))["loss"].numpy()
+    return (time.perf_counter() - start) / steps * 1e3

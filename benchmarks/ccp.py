@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-from _runs import mean_spread, train
+from _runs import mean_spread, step_ms, train
 
 LOSSES = {  # name -> (config without CCP, loss overrides); CCP adds ccp.enabled and its settings
     "c2": ("emoji_contrastive", []),
@@ -38,7 +38,6 @@ def step_cost(steps: int, batch: int, classes: int) -> None:
 
     from tfdml.ccp import greedy_k_center
     from tfdml.config import load_config
-    from tfdml.training.builders import build_model
 
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (batch, 32, 32, 3)).astype("float32"))
@@ -49,17 +48,9 @@ def step_cost(steps: int, batch: int, classes: int) -> None:
         plain = None
         for with_ccp in (False, True):
             cfg = load_config(f"yaml_configs/{config}.yaml", [*loss_extra, *(CCP if with_ccp else [])])
-            model = build_model(cfg, num_classes=classes)
-            model.compile(optimizer="adam", jit_compile=False)
-            model.build_optimizers()
-            if with_ccp:
-                model.proximal.lam.assign(2e-4)  # round 2 on: the proximal term is computed too
-            step = tf.function(model.train_step)
-            step((images, labels))
-            start = time.perf_counter()
-            for _ in range(steps):
-                step((images, labels))["loss"].numpy()
-            ms = (time.perf_counter() - start) / steps * 1e3
+            # With CCP: lambda > 0, as from round 2 on, so the proximal term is computed too.
+            ms = step_ms(cfg, classes, images, labels, steps,
+                         prepare=(lambda m: m.proximal.lam.assign(2e-4)) if with_ccp else None)
             plain = plain or ms
             print(f"| {loss} | {'yes' if with_ccp else 'no'} | {ms:.1f} | {ms / plain:.2f}x |", flush=True)
     print("\n| greedy k-center | classes x pool | K | dim | seconds |\n|---|---|---|---|---|")

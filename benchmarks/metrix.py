@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-from _runs import mean_spread, train
+from _runs import mean_spread, step_ms, train
 
 LOSSES = {  # name -> (config, extra overrides)
     "contrastive": ("emoji_contrastive", []),
@@ -49,7 +48,6 @@ def step_cost(steps: int, batch: int) -> None:
     import tensorflow as tf
 
     from tfdml.config import load_config
-    from tfdml.training.builders import build_model
 
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(0, 255, (batch, 32, 32, 3)).astype("float32"))
@@ -59,15 +57,7 @@ def step_cost(steps: int, batch: int) -> None:
         plain = None
         for level in ("none", "embedding", "feature", "input"):
             cfg = load_config(f"yaml_configs/{config}.yaml", [f"mixing.level={level}", *loss_extra])
-            model = build_model(cfg, num_classes=batch // 4)
-            model.compile(optimizer="adam", jit_compile=False)
-            model.build_optimizers()
-            step = tf.function(model.train_step)
-            step((images, labels))
-            start = time.perf_counter()
-            for _ in range(steps):
-                step((images, labels))["loss"].numpy()
-            ms = (time.perf_counter() - start) / steps * 1e3
+            ms = step_ms(cfg, batch // 4, images, labels, steps)
             plain = plain or ms
             print(f"| {loss} | {level} | {ms:.1f} | {ms / plain:.2f}x |", flush=True)
 
