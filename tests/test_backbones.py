@@ -105,3 +105,20 @@ def test_resnet50_features_with_avg_plus_max_head():
     pooled = np.asarray(features).mean(axis=(1, 2)) + np.asarray(features).max(axis=(1, 2))
     want = pooled @ np.asarray(head.linear.kernel) + np.asarray(head.linear.bias)
     np.testing.assert_allclose(embeddings, want / np.linalg.norm(want, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_small_cnn_bn_momentum_sets_how_fast_the_moving_statistics_follow_the_batch():
+    images = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+    moved = {}
+    for momentum in (0.9, 0.99):
+        keras.utils.set_random_seed(0)  # the same weights for both, so only the momentum differs
+        backbone = build_backbone("small_cnn", (16, 16, 3), widths=(4,), bn_momentum=momentum)
+        bn = backbone.get_layer("block0_bn0")
+        batch_mean = np.asarray(keras.ops.mean(backbone.get_layer("block0_conv0")(
+            backbone.get_layer("scale")(images)), axis=(0, 1, 2)))
+        backbone(images, training=True)  # one update: moving = momentum * 0 + (1 - momentum) * batch mean
+        np.testing.assert_allclose(bn.moving_mean.numpy(), (1 - momentum) * batch_mean, rtol=1e-4, atol=1e-6)
+        moved[momentum] = np.abs(bn.moving_mean.numpy()).sum()
+    np.testing.assert_allclose(moved[0.9], 10 * moved[0.99], rtol=1e-3)
+    with pytest.raises(ValueError, match=r"bn_momentum must be in \[0, 1\)"):
+        build_backbone("small_cnn", (16, 16, 3), bn_momentum=1.5)

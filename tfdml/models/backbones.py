@@ -66,20 +66,25 @@ class CaffePreprocess(layers.Layer):
 
 @register_backbone("small_cnn")
 def small_cnn(input_shape: tuple[int, int, int] = (32, 32, 3), widths: Sequence[int] = (32, 64, 128, 256),
-              weights: str | None = None) -> keras.Model:
+              weights: str | None = None, bn_momentum: float = 0.99) -> keras.Model:
     """A VGG-style CNN for small images: per width, two 3x3 conv + BN + ReLU, then 2x2 max pooling
     (none after the last block, whose map the head pools).
+
+    `bn_momentum` is the BatchNorm moving-average momentum: Keras's 0.99 needs about a thousand steps
+    before the evaluation statistics settle; PyTorch's default is the equivalent of 0.9.
 
     Example:
         >>> small_cnn((32, 32, 3)).output_shape
         (None, 4, 4, 256)
     """
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1), e.g. 0.9 or 0.99; got {bn_momentum}")
     inputs = keras.Input(input_shape, name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="scale")(inputs)
     for i, width in enumerate(widths):
         for j in range(2):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i}_conv{j}")(x)
-            x = layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"block{i}_bn{j}")(x)
             x = layers.ReLU(name=f"block{i}_relu{j}")(x)
         if i < len(widths) - 1:
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
