@@ -38,7 +38,9 @@ def diagnose(config_name: str, name: str, overrides: list[str], epochs: int) -> 
     import numpy as np
 
     from tfdml.config import load_config
+    from tfdml.evaluation import evaluate_retrieval
     from tfdml.evaluation.callback import embed_dataset
+    from tfdml.evaluation.neighbours import l2_normalise
     from tfdml.training.builders import build_data, build_model, build_optimizer
 
     seed_proxies = "+seed_proxies" in overrides
@@ -52,15 +54,12 @@ def diagnose(config_name: str, name: str, overrides: list[str], epochs: int) -> 
     train_eval, classes = data.eval_dataset(data.train, config), data.train.dense_labels()
 
     def probe(epoch: str, loss: float | None) -> None:
-        e, labels = embed_dataset(model, train_eval)
-        e /= np.linalg.norm(e, axis=1, keepdims=True)
-        p = model.metric_loss.proxies.numpy()
-        p /= np.linalg.norm(p, axis=1, keepdims=True)
+        embeddings, labels = embed_dataset(model, train_eval)
+        e, p = l2_normalise(embeddings), l2_normalise(model.metric_loss.proxies.numpy())
         proxy_acc = float(((e @ p.T).argmax(1) % data.train.num_classes == classes).mean())
-        s = e @ e.T
-        mean_cos = float((s.sum() - len(s)) / (len(s) * (len(s) - 1)))
-        np.fill_diagonal(s, -np.inf)
-        p1 = float((labels[s.argmax(1)] == labels).mean())
+        total = e.sum(0)  # mean cosine over distinct pairs, without the N x N matrix
+        mean_cos = float((total @ total - len(e)) / (len(e) * (len(e) - 1)))
+        p1 = evaluate_retrieval(embeddings, labels, ks=(1,))["precision@1"]
         loss_txt = "" if loss is None else f"{loss:.2f}"
         print(f"| {name} | {epoch} | {loss_txt} | {proxy_acc:.3f} | {p1:.3f} | {mean_cos:.3f} |", flush=True)
 

@@ -195,29 +195,22 @@ def reduce(values: Any, mode: str = "mean") -> Any:
     `mean` averages all entries, `mean_nonzero` only the strictly positive ones (0 if none),
     `per_anchor` sums each anchor's terms and averages over anchors, `sum` adds everything.
     """
-    if mode == "per_anchor":
-        return ops.sum(values) / ops.cast(ops.shape(values)[0], values.dtype)
-    values = ops.reshape(values, (-1,))
-    if mode == "mean":
-        return ops.mean(values)
-    if mode == "sum":
-        return ops.sum(values)
-    if mode == "mean_nonzero":
-        count = ops.sum(ops.cast(values > 0, values.dtype))
-        return ops.sum(values) / ops.maximum(count, 1.0)
-    raise ValueError(f"unknown reduction {mode!r}; choose one of {', '.join(REDUCTIONS)}")
+    count = ops.sum(ops.cast(values > 0, values.dtype)) if mode == "mean_nonzero" else None
+    return reduce_total(ops.sum(values), count, ops.shape(values)[0], ops.size(values), mode)
 
 
-def reduce_total(total: Any, count: Any, shape: Any, mode: str) -> Any:
-    """`reduce` of a `[B, M, M]` term tensor known only by its sum, its non-zero count and its shape."""
+def reduce_total(total: Any, count: Any, anchors: Any, entries: Any, mode: str) -> Any:
+    """`reduce` of a term tensor known only by its sum, its number of non-zero terms (used by
+    `mean_nonzero` only), its number of anchors and its number of entries: for losses that sum
+    their terms without materialising them (triplet's `[B, M, M]`)."""
     if mode == "sum":
         return total
     if mode == "mean_nonzero":
         return total / ops.maximum(count, 1.0)
     if mode == "per_anchor":
-        return total / ops.cast(shape[0], total.dtype)
+        return total / ops.cast(anchors, total.dtype)
     if mode == "mean":
-        return total / ops.cast(shape[0] * shape[1] * shape[1], total.dtype)
+        return total / ops.cast(entries, total.dtype)
     raise ValueError(f"unknown reduction {mode!r}; choose one of {', '.join(REDUCTIONS)}")
 
 

@@ -156,15 +156,15 @@ class TripletLoss(PairLoss):
         # Per (anchor, positive) the terms are w_n [c_an - t]_+ with t = c_ap - margin, so sums over
         # the negatives ranked above t give them all: O(B M log M) time and O(B M) memory, no [B, M, M].
         low = closeness - self.margin
+        b, m = ops.shape(closeness)[0], ops.shape(closeness)[1]
         if self.mining == "semihard":  # the negatives in (c_ap - margin, c_ap): above `low`, minus above c_ap
-            m = ops.shape(closeness)[1]
             both = _negatives_above(closeness, w_neg, ops.concatenate([low, closeness], axis=1))
             sums, weights, counts = (x[:, :m] - x[:, m:] for x in both)
         else:
             sums, weights, counts = _negatives_above(closeness, w_neg, low)
         total = ops.sum(w_pos * (sums - low * weights))
         count = ops.sum(ops.cast(w_pos > 0, counts.dtype) * counts)
-        return reduce_total(total, count, ops.shape(closeness), self.reduction)
+        return reduce_total(total, count, b, b * m * m, self.reduction)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "margin": self.margin, "mining": self.mining, "reduction": self.reduction}
