@@ -122,3 +122,15 @@ def test_small_cnn_bn_momentum_sets_how_fast_the_moving_statistics_follow_the_ba
     np.testing.assert_allclose(moved[0.9], 10 * moved[0.99], rtol=1e-3)
     with pytest.raises(ValueError, match=r"bn_momentum must be in \[0, 1\)"):
         build_backbone("small_cnn", (16, 16, 3), bn_momentum=1.5)
+
+
+def test_a_rejected_backbone_or_loss_value_names_its_config_section():
+    config = Config()
+    config.model.backbone_args = {"widths": [4], "bn_momentum": 1.5}
+    with pytest.raises(ConfigError, match=r"^model.backbone_args: bn_momentum must be in \[0, 1\)"):
+        build_model(config, num_classes=4)
+    config = Config()
+    config.model.backbone_args = {"widths": [4]}
+    config.loss.args = {"alpha": -1.0}
+    with pytest.raises(ConfigError, match=r"^loss.args: multi_similarity needs alpha > 0 and beta > 0"):
+        build_model(config, num_classes=4)

@@ -86,6 +86,8 @@ class MultiSimilarityLoss(PairLoss):
         super().__init__(distance=distance, **kwargs)
         if not self.distance.is_similarity:
             raise ValueError("multi_similarity needs a similarity (distance='cosine')")
+        if alpha <= 0 or beta <= 0:
+            raise ValueError(f"multi_similarity needs alpha > 0 and beta > 0 (the paper: 2 and 50); got {alpha}, {beta}")
         self.alpha, self.beta, self.base = float(alpha), float(beta), float(base)
         self.mining_epsilon = None if mining_epsilon is None else float(mining_epsilon)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -79,6 +80,15 @@ def build_data(config: Config, log: Callable[[str], None] = print) -> Data:
     return Data(table, train, table.subset("val"), table.subset("test"), sampler)
 
 
+@contextlib.contextmanager
+def _values_of(section: str) -> Iterator[None]:
+    """A component built from `section` that rejects a value (ValueError) names the config keys to fix."""
+    try:
+        yield
+    except ValueError as err:
+        raise ConfigError(f"{section}: {err}") from err
+
+
 def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
     """The model of `config`; `num_classes` (training classes) sizes proxy losses unless `loss.args` sets it.
 
@@ -86,7 +96,8 @@ def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
     """
     cfg = config.model
     size = config.data.image_size
-    backbone = build_backbone(cfg.backbone, (size, size, 3), weights=cfg.backbone_weights, **cfg.backbone_args)
+    with _values_of("model.backbone_args"):
+        backbone = build_backbone(cfg.backbone, (size, size, 3), weights=cfg.backbone_weights, **cfg.backbone_args)
     if cfg.freeze_batchnorm:
         for layer in backbone._flatten_layers():
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -107,7 +118,8 @@ def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
     loss_args = dict(config.loss.args)
     if "num_classes" in inspect.signature(LOSSES[config.loss.name].__init__).parameters:
         loss_args.setdefault("num_classes", num_classes)
-    loss = get_loss(config.loss.name, **loss_args)
+    with _values_of("loss.args"):
+        loss = get_loss(config.loss.name, **loss_args)
     xbm = config.loss.xbm
     if xbm.memory_size:
         loss = CrossBatchMemory(loss, memory_size=xbm.memory_size, start_step=xbm.start_step, weight=xbm.weight)
