@@ -69,13 +69,29 @@ def _check_registered(config: Config, origins: dict[str, str]) -> None:
     """Names must be registered and their `args` must match the constructor (OML-style registries)."""
     from tfdml.data.readers import READERS
     from tfdml.losses import LOSSES
-    from tfdml.models.backbones import BACKBONES
 
     _check_args("loss", config.loss.name, LOSSES, config.loss.args, "loss.name", "loss.args", origins)
     _check_args("dataset", config.data.dataset, READERS, config.data.reader_args, "data.dataset",
                 "data.reader_args", origins, reserved=("root",))
-    _check_args("backbone", config.model.backbone, BACKBONES, config.model.backbone_args, "model.backbone",
-                "model.backbone_args", origins, reserved=("input_shape", "weights"))
+    _check_backbone(config, origins)
+
+
+def _check_backbone(config: Config, origins: dict[str, str]) -> None:
+    """`model.backbone` is registered or `keras/<Application>`, and `backbone_args` are its arguments."""
+    from tfdml.config.loader import _suggest, _where
+    from tfdml.models import backbone_arguments
+
+    cfg = config.model
+    try:
+        params = backbone_arguments(cfg.backbone)
+    except ConfigError as err:
+        raise ConfigError(f"{_where('model.backbone', origins)}: {err}") from None
+    for key in cfg.backbone_args:
+        if key not in params:
+            raise ConfigError(
+                f"{_where(f'model.backbone_args.{key}', origins)}: `{key}` is not an argument of backbone "
+                f"`{cfg.backbone}`{_suggest(key, params, 'model.backbone_args.')} Its arguments: {', '.join(params) or 'none'}"
+            )
 
 
 def _check_args(kind: str, name: str, registry: dict, args: dict, name_key: str, args_key: str,

@@ -150,7 +150,12 @@ def _coerce(value: Any, tp: Any, field: dataclasses.Field | None, path: str, ori
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], field, path, origins)
+        for tp_ in inner[:-1]:  # the first type that takes the value, e.g. `true` or `auto` for bool | str
+            try:
+                return _coerce(value, tp_, field, path, origins)
+            except ConfigError:
+                pass
+        return _coerce(value, inner[-1], field, path, origins)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where}: `{path}` is {value!r}; allowed values: {', '.join(map(repr, args))}")
@@ -213,7 +218,7 @@ def _check_bounds(value: Any, meta: Mapping, path: str, where: str) -> Any:
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(
             f"{where}: `{path}` is {value!r}; allowed values: {', '.join(map(repr, meta['choices']))}"
-            f"{_suggest(str(value), meta['choices'], '')}"
+            f"{_suggest(str(value), [str(c) for c in meta['choices']], '')}"
         )
     low, high = meta.get("min"), meta.get("max")
     if low is not None and value < low or high is not None and value > high:

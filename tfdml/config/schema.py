@@ -7,7 +7,7 @@ each field's metadata so that the loader's errors can say what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 
 def _f(default: Any, **meta: Any) -> Any:
@@ -121,7 +121,10 @@ class TrainConfig:
     epochs: int = _f(40, min=1)
     steps_per_epoch: Optional[int] = _f(None, min=1)
     time_budget_s: Optional[float] = _f(None, min=0.0)
-    jit_compile: bool = _f(False)
+    # XLA: `auto` times a few steps each way at the start of the run and keeps the faster (it can be
+    # ~11x slower for depthwise convolutions on CPU, and faster for plain ones); true/false force it.
+    jit_compile: Union[bool, str] = _f("auto", choices=(True, False, "auto"))
+    head_warmup_epochs: int = _f(0, min=0)  # epochs training only the head and the loss's proxies, backbone frozen
     verbose: int = _f(1, choices=(0, 1, 2))
 
 

@@ -1,9 +1,14 @@
 """Backbones, the embedding head and `DMLModel` (custom train_step, parameter groups)."""
 
-from tfdml.models.backbones import BACKBONES, build_backbone, register_backbone
+# Each backbone module registers its builders on import.
+from tfdml.models import backbones as _backbones, bn_inception as _bn_inception  # noqa: F401
 from tfdml.models.dml_model import PARAMETER_GROUPS, DMLModel
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import ScaledSchedule, scaled_clone
+from tfdml.models.pixels import CaffePreprocess, PixelConvention
+from tfdml.models.registry import (BACKBONES, backbone_arguments, build_backbone, freeze_batchnorm, register_backbone,
+                                   resolve_backbone)
 
-__all__ = ["BACKBONES", "build_backbone", "register_backbone", "DMLModel", "PARAMETER_GROUPS", "EmbeddingHead",
+__all__ = ["BACKBONES", "build_backbone", "register_backbone", "resolve_backbone", "backbone_arguments",
+           "freeze_batchnorm", "DMLModel", "PARAMETER_GROUPS", "EmbeddingHead", "CaffePreprocess", "PixelConvention",
            "ScaledSchedule", "scaled_clone"]

@@ -9,8 +9,10 @@ first layer:
 | `small_cnn` | RGB rescaled to [-1, 1] (`Rescaling(1/127.5, offset=-1)`) | 32 |
 | `resnet50` | BGR minus the ImageNet mean [103.939, 116.779, 123.68], no scaling (Keras's "caffe") | 224 |
 | `bn_inception` | BGR minus the Caffe model's mean [104, 117, 128], no scaling | 227 (224 works too) |
+| `keras/<Application>` | the family's own convention (`tfdml.models.keras_applications`) | any |
 
-Pretrained weights come from local files (`weights=`); nothing is downloaded at run time.
+Pretrained weights come from local files (`weights=`); only `keras/...` backbones with
+`weights="imagenet"` download (Keras's own cache), and say so in one line when offline.
 
 Example:
     >>> build_backbone("small_cnn", (32, 32, 3)).output_shape
@@ -19,49 +21,14 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import keras
-from keras import layers, ops
+from keras import layers
 
-from tfdml.errors import ConfigError
-
-BACKBONES: dict[str, Callable[..., keras.Model]] = {}
-
-
-def register_backbone(name: str) -> Callable:
-    def wrap(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        BACKBONES[name] = fn
-        return fn
-
-    return wrap
-
-
-def build_backbone(name: str, input_shape: tuple[int, int, int], weights: str | None = None, **args: Any) -> keras.Model:
-    """Build a registered backbone, e.g. `build_backbone("small_cnn", (32, 32, 3))`."""
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name](input_shape=input_shape, weights=weights, **args)
-
-
-@keras.saving.register_keras_serializable(package="tfdml")
-class CaffePreprocess(layers.Layer):
-    """The Caffe convention: RGB 0-255 -> BGR minus a per-channel `mean` (BGR order), no scaling.
-
-    The default mean is keras.applications' ImageNet one (ResNet-50); BN-Inception passes its own.
-    """
-
-    def __init__(self, mean: Sequence[float] = (103.939, 116.779, 123.68), **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.mean = tuple(float(v) for v in mean)
-
-    def call(self, images: Any) -> Any:
-        mean = ops.convert_to_tensor(self.mean, dtype=self.compute_dtype)
-        return ops.flip(ops.cast(images, self.compute_dtype), axis=-1) - mean
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "mean": list(self.mean)}
+from tfdml.models.pixels import CaffePreprocess
+from tfdml.models.registry import (BACKBONES, backbone_arguments, build_backbone, freeze_batchnorm,  # noqa: F401
+                                   load_backbone_weights, register_backbone, resolve_backbone)
 
 
 @register_backbone("small_cnn")
@@ -100,7 +67,8 @@ RESNET50_HINT = (
     "Keras's ImageNet ResNet-50 file (resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5) cannot be "
     "downloaded at run time here; copy it from a machine that has it (e.g. ~/.keras/models/) and set "
     "`model.backbone_weights: /path/to/file` in the config (or model.backbone_weights=... on the command "
-    "line), or set `model.backbone_weights: null` to start from random weights."
+    "line), set `model.backbone_weights: null` to start from random weights, or use `model.backbone: "
+    "keras/ResNet50` with `model.backbone_weights: imagenet` where the internet is reachable."
 )
 
 
@@ -114,44 +82,3 @@ def resnet50(input_shape: tuple[int, int, int] = (224, 224, 3), weights: str | N
     if weights:
         load_backbone_weights(core, weights, "resnet50", RESNET50_HINT)
     return model
-
-
-def load_backbone_weights(model: keras.Model, path: str, name: str, hint: str = "Check `model.backbone_weights`.",
-                          by_name: bool = False) -> None:
-    """Load a local weights file into `model`, or raise a ConfigError naming the file and `hint`.
-
-    With `by_name`, a Keras-2-style `.h5` file (not `.weights.h5`) is matched by layer name, so
-    converted files may hold extra layers (a classifier) but must cover every layer with weights.
-    """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError(f"backbone weights file not found: {file}. {hint}")
-    by_name = by_name and file.suffix == ".h5" and not file.name.endswith(".weights.h5")
-    try:
-        if by_name:
-            _check_layer_names(model, file)
-            model.load_weights(str(file), by_name=True)
-        else:
-            model.load_weights(str(file))
-    except ConfigError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any load failure is a user-facing file problem
-        raise ConfigError(f"could not load {name} weights from {file}: {err}. {hint}") from None
-
-
-def _check_layer_names(model: keras.Model, file: Path) -> None:
-    """Loading by name skips absent layers silently; a converted file must not leave any random."""
-    import h5py
-
-    with h5py.File(file, "r") as f:
-        group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
-        names = {n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("layer_names", [])}
-    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in names]
-    if missing:
-        raise ConfigError(f"{file} has no weights for {len(missing)} of the {model.name} layers (e.g. "
-                          f"{', '.join(missing[:3])}); expected a file with those layer names, as written by "
-                          f"tfdml.models.bn_inception.save_by_name or Keras 2's save_weights(..., 'x.h5')")
-
-
-# Registers `bn_inception`; imported last because it builds on the helpers above.
-from tfdml.models import bn_inception as _bn_inception  # noqa: E402,F401

@@ -27,7 +27,8 @@ import keras
 import numpy as np
 from keras import layers
 
-from tfdml.models.backbones import CaffePreprocess, load_backbone_weights, register_backbone
+from tfdml.models.pixels import CaffePreprocess
+from tfdml.models.registry import load_backbone_weights, register_backbone
 
 BN_INCEPTION_MEAN = (104.0, 117.0, 128.0)  # BGR, from the Caffe model
 BN_INCEPTION_URL = "http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth"

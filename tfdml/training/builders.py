@@ -21,7 +21,7 @@ from tfdml.distribute import num_replicas, synchronize_batchnorm
 from tfdml.errors import ConfigError
 from tfdml.losses import LOSSES, CrossBatchMemory, MetricLoss, get_loss
 from tfdml.mixing import Metrix
-from tfdml.models import DMLModel, EmbeddingHead, build_backbone
+from tfdml.models import DMLModel, EmbeddingHead, build_backbone, freeze_batchnorm
 
 
 @dataclass
@@ -99,9 +99,7 @@ def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
     with _values_of("model.backbone_args"):
         backbone = build_backbone(cfg.backbone, (size, size, 3), weights=cfg.backbone_weights, **cfg.backbone_args)
     if cfg.freeze_batchnorm:
-        for layer in backbone._flatten_layers():
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
+        freeze_batchnorm(backbone)
     if num_replicas() > 1:
         synchronize_batchnorm(backbone)
     head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, name="head")

@@ -30,6 +30,13 @@ from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.export import export_saved_model
 from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
+from tfdml.training.jit import choose_jit_compile
+from tfdml.training.warmup import HeadWarmup
+
+
+# Below this many training steps `jit_compile: auto` does not measure: the XLA compile alone (10-100 s on
+# CPU) would cost more than it could save.
+MIN_STEPS_TO_MEASURE_XLA = 200
 
 
 def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
@@ -51,7 +58,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     with strategy.scope():
         model = build_model(config, num_classes=data.train.num_classes)
         model.compile(optimizer=build_optimizer(config, steps), lr_multipliers=config.optimizer.lr_multipliers,
-                      jit_compile=config.train.jit_compile)
+                      jit_compile=config.train.jit_compile is True)  # `auto` is measured before fit
         model.build_optimizers()
 
     val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
@@ -69,7 +76,11 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     save_config(config, run_dir / "config.yaml")
 
     out_of_time = config.train.time_budget_s is not None and budget.spent_s >= config.train.time_budget_s
+    jit_report: dict[str, Any] = {"chosen": model.jit_compile}
     if start_epoch < config.train.epochs and not out_of_time:
+        if config.train.jit_compile == "auto":
+            jit_report = _choose_jit(model, data.train_dataset(config, start_epoch * steps), strategy, log,
+                                     steps * (config.train.epochs - start_epoch))
         rounds = []
         if config.ccp.enabled:  # after validation, before checkpointing: it acts on this epoch's metric
             pool = table_pool(data.train, config.ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed)
@@ -79,6 +90,8 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
         callbacks = [
             validation,  # first: later callbacks log and checkpoint its val_* metrics
             *rounds,
+            *([HeadWarmup(config.train.head_warmup_epochs, config.model.freeze_batchnorm, log)]
+              if config.train.head_warmup_epochs else []),
             NaNGuard(checkpoint.last_path),
             budget,
             checkpoint,
@@ -106,6 +119,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
         "best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},
         "validation": validation.history,
         "train_time_s": round(budget.spent_s, 1),
+        "jit_compile": jit_report,
         "data": data.summary(),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -118,6 +132,18 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
                                   resize=config.data.eval_resize)
         log(f"exported SavedModel: {path}")
     return metrics
+
+
+def _choose_jit(model: Any, dataset: Any, strategy: Any, log: Any, remaining_steps: int) -> dict[str, Any]:
+    """`train.jit_compile: auto`: measure both ways on this model and batch (one device only)."""
+    if strategy.num_replicas_in_sync > 1:
+        log("jit_compile auto: not measured under tf.distribute; training without XLA")
+        return {"chosen": False}
+    if remaining_steps < MIN_STEPS_TO_MEASURE_XLA:
+        log(f"jit_compile auto: {remaining_steps} steps are too few to repay an XLA compile; training without XLA")
+        return {"chosen": False}
+    with reraise_data_errors():
+        return choose_jit_compile(model, dataset, log=log)
 
 
 def evaluate_table(embeddings: np.ndarray, labels: np.ndarray, table: DatasetTable, config: Config,
