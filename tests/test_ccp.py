@@ -305,3 +305,46 @@ def test_table_pool_takes_at_most_b_images_per_class(make_table):
     model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3)])
     embeddings, labels = table_pool(table, 3, dataset_fn, seed=0)(model, 1)
     assert np.bincount(labels).tolist() == [1, 3, 2, 3] and embeddings.shape == (9, 3)
+
+
+# ---------------------------------------------------------------- CCP's normalisation: the unit ball, not L2
+
+
+def tiny_config(*overrides):
+    return load_config(ROOT / "yaml_configs" / "emoji_ccp.yaml", [
+        "model.backbone_args.widths=[8]", "model.embedding_dim=8", "data.image_size=16", *overrides])
+
+
+def test_head_normalize_option_round_trips_through_config_and_keras_file(tmp_path):
+    head = EmbeddingHead(8, normalize="unit_ball")
+    assert EmbeddingHead.from_config(head.get_config()).normalize == "unit_ball"
+    assert EmbeddingHead(8, normalize=True).normalize == "l2"  # files saved when it was a bool
+    with pytest.raises(ValueError, match="normalize must be one of 'l2', 'unit_ball', 'none', got 'ball'"):
+        EmbeddingHead(8, normalize="ball")
+    model = ccp_model()
+    model.head.normalize = "unit_ball"
+    model.save(tmp_path / "m.keras")
+    assert keras.models.load_model(tmp_path / "m.keras").head.normalize == "unit_ball"
+
+
+def shrink_head(model):
+    """Raw head outputs far inside the unit ball, so the projection leaves them as they are."""
+    model.head.linear.kernel.assign(model.head.linear.kernel.numpy() * 1e-3)
+    model.head.linear.bias.assign(np.zeros_like(model.head.linear.bias.numpy()))
+
+
+def test_ccp_model_outputs_the_unit_ball_projection_and_exports_unit_vectors(tmp_path):
+    from tfdml.export import export_saved_model
+    from tfdml.training.builders import build_model
+
+    ccp, plain = build_model(tiny_config(), num_classes=4), build_model(tiny_config("ccp.enabled=false"), num_classes=4)
+    assert ccp.head.normalize == "unit_ball" and plain.head.normalize == "l2"
+    shrink_head(ccp)
+    norms = np.linalg.norm(ccp(IMAGES, training=False).numpy(), axis=1)
+    assert (norms < 0.5).all() and (norms > 0).all()
+    exported = tf.saved_model.load(str(export_saved_model(ccp, tmp_path / "saved", image_size=16)))
+    served = exported.serve(tf.constant(IMAGES)).numpy()
+    np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(served, ccp(IMAGES).numpy() / norms[:, None], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(exported.serve_uint8(tf.constant(IMAGES.astype("uint8"))).numpy(),
+                                              axis=1), 1.0, atol=1e-5)

@@ -30,7 +30,6 @@ import keras
 from keras import ops
 
 from tfdml.losses.base import MetricLoss, PairLoss
-from tfdml.losses.core import l2_normalize
 
 LEVELS = ("input", "feature", "embedding")
 KINDS = ("pos_neg", "anchor_neg", "neg_neg")
@@ -158,8 +157,8 @@ class Metrix(keras.layers.Layer):
             weights = ops.reshape(ops.cast(lam, x.dtype), (-1,) + (1,) * (len(x.shape) - 1))
             return weights * ops.take(x, first, axis=0) + (1.0 - weights) * ops.take(x, second, axis=0)
 
-        if self.level == "embedding":
-            return l2_normalize(interpolate(ops.cast(embeddings, "float32")))
+        if self.level == "embedding":  # renormalised as the head normalises (L2, or CCP's unit ball)
+            return model.head.project(interpolate(ops.cast(embeddings, "float32")))
         if self.level == "feature":
             return model.embed(interpolate(features), training=training)
         return model(interpolate(ops.cast(images, "float32")), training=training)
