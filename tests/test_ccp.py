@@ -348,3 +348,73 @@ def test_ccp_model_outputs_the_unit_ball_projection_and_exports_unit_vectors(tmp
     np.testing.assert_allclose(served, ccp(IMAGES).numpy() / norms[:, None], atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(exported.serve_uint8(tf.constant(IMAGES.astype("uint8"))).numpy(),
                                               axis=1), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- Metrix x CCP
+
+
+def composed_model(mixing, proximal):
+    """The same initial weights every call; SGD, so a step moves the weights by the gradient itself."""
+    keras.utils.set_random_seed(0)
+    from tfdml.mixing import Metrix
+    metrix = Metrix(level="feature", max_mixtures=8, seed=1) if mixing else None
+    model = DMLModel(build_backbone("small_cnn", (16, 16, 3), widths=(8,)), EmbeddingHead(8, normalize="unit_ball"),
+                     CCPLoss(ContrastiveLoss(), num_classes=4,
+                             proxies_per_class=2), mixing=metrix, proximal=ProximalTerm())
+    model.build((None, 16, 16, 3))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    model.build_optimizers()
+    if proximal:  # theta* away from the weights, and lambda on
+        model.proximal.set_anchor([np.ones(v.shape, "float32") for v in model.network_variables()])
+        model.proximal.lam.assign(0.05)
+    return model
+
+
+def one_step(model):
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    model.fit(tf.data.Dataset.from_tensors((IMAGES, LABELS)), epochs=1, verbose=0)
+    return np.concatenate([(v.numpy() - b).ravel() for v, b in zip(model.trainable_variables, before)])
+
+
+def test_metrix_and_ccp_both_act_in_one_training_step():
+    both = composed_model(mixing=True, proximal=True)
+    features = both.features(IMAGES, training=True)
+    embeddings = both.embed(features, training=True)
+    mixed = float(both.mixing.mixed_loss(both, both.metric_loss, IMAGES, features, embeddings, LABELS))
+    penalty = float(both.proximal.penalty(both.network_variables()))
+    assert mixed > 0 and penalty > 0
+    steps = {(m, p): one_step(composed_model(m, p)) for m in (False, True) for p in (False, True)}
+    assert not np.allclose(steps[True, True], steps[False, True]) and not np.allclose(steps[True, True], steps[True, False])
+    # SGD: the step is the sum of the three terms' gradients; each acts once, and on the same weights.
+    np.testing.assert_allclose(steps[True, True] + steps[False, False], steps[True, False] + steps[False, True],
+                               atol=1e-5)
+
+
+def test_metrix_under_ccp_is_ccps_objective_with_soft_targets():
+    from tfdml.mixing import mixed_pair_loss, mixed_proxy_loss
+    model = composed_model(mixing=True, proximal=False)
+    loss, ball = model.metric_loss, (lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1.0))
+    emb = rng.normal(size=(16, 8)).astype("float32") * 2
+    mixtures = rng.normal(size=(5, 8)).astype("float32") * 2
+    first, second = np.array([0, 1, 4, 8, 12], "int32"), np.array([4, 8, 12, 0, 1], "int32")
+    lam, kinds = np.full(5, 0.3, "float32"), ("pos_neg", "anchor_neg")
+    expected = (0.1 * float(mixed_pair_loss(loss.loss, ball(emb), LABELS, ball(mixtures), first, second, lam, kinds))
+                + 1.0 * float(mixed_proxy_loss(loss.loss, ball(mixtures), ball(loss.proxies.numpy()),
+                                               loss.proxy_labels(), LABELS, first, second, lam, kinds)))
+    got = float(loss.mixed(emb, LABELS, mixtures, first, second, lam, kinds))
+    assert got == pytest.approx(expected, rel=1e-5) and expected > 0
+
+
+def test_mixed_proxy_term_by_hand():
+    from tfdml.mixing import mixed_proxy_loss
+    # One mixture 0.3 * class 0 + 0.7 * class 1 against proxies of classes 0, 1, 2 (C1: 1 - cos, [cos - 0.5]_+).
+    mixture = np.array([[1.0, 0.0]], "float32")
+    proxies = np.array([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]], "float32")
+    labels, first, second = np.array([0, 1, 2], "int32"), np.array([0], "int32"), np.array([1], "int32")
+    # Proxy 0: y 0.3, cos 1 -> pos 0.3 * 0, neg 0.7 * 0.5; proxy 1: y 0.7, cos 0 -> pos 0.7 * 1, neg 0.3 * 0;
+    # proxy 2 (neither class, neg_neg): cos 0.8 -> neg 1 * 0.3 when neg_neg counts. One anchor: the sum.
+    c1 = ContrastiveLoss.c1()
+    with_nn = float(mixed_proxy_loss(c1, mixture, proxies, labels, labels, first, second, np.array([0.3], "float32")))
+    without = float(mixed_proxy_loss(c1, mixture, proxies, labels, labels, first, second, np.array([0.3], "float32"),
+                                     kinds=("pos_neg", "anchor_neg")))
+    assert without == pytest.approx(0.7 + 0.35, rel=1e-5) and with_nn == pytest.approx(0.7 + 0.35 + 0.3, rel=1e-5)
