@@ -34,6 +34,7 @@ import keras
 from keras import ops
 
 from tfdml.losses.base import MetricLoss, PairLoss
+from tfdml.losses.core import l2_normalize
 
 LEVELS = ("input", "feature", "embedding")
 KINDS = ("pos_neg", "anchor_neg", "neg_neg")
@@ -185,7 +186,8 @@ class Metrix(keras.layers.Layer):
             return weights * ops.take(x, first, axis=0) + (1.0 - weights) * ops.take(x, second, axis=0)
 
         if self.level == "embedding":  # renormalised as the head normalises (L2, or CCP's unit ball)
-            return model.head.project(interpolate(ops.cast(embeddings, "float32")))
+            project = getattr(getattr(model, "head", None), "project", l2_normalize)  # no EmbeddingHead: L2
+            return project(interpolate(ops.cast(embeddings, "float32")))
         if self.level == "feature":
             return model.embed(interpolate(features), training=training)
         return model(interpolate(ops.cast(images, "float32")), training=training)
