@@ -35,3 +35,24 @@ def test_benchmark_config_trains_on_a_miniature(tmp_path, config, write):
     metrics = json.loads((tmp_path / "mini" / "metrics.json").read_text())
     assert len(metrics["validation"]) == 2 and 0.0 <= metrics["test"]["map@r"] <= 1.0
     assert "test" in out.stdout and "held-out classes" in out.stdout
+
+
+def test_metrix_ccp_config_trains_with_both(tmp_path):
+    from tfdml.ccp import CCPLoss
+    from tfdml.config import load_config
+    from tfdml.training import run
+    from tfdml.training.builders import build_model
+
+    config = load_config(ROOT / "yaml_configs" / "emoji_metrix_ccp.yaml", [
+        "sampler.batch_size=32", "train.steps_per_epoch=2", "train.epochs=1", "model.backbone_args.widths=[8]",
+        "model.embedding_dim=8", "eval.batch_size=512", "train.verbose=0", "export.saved_model=false",
+        "ccp.proxies_per_class=2", "ccp.pool_size=2", "mixing.max_mixtures=8",
+        "data.reader_args.vendors=[google,twitter]", f"output_dir={tmp_path}"])
+    model = build_model(config, num_classes=10)
+    assert isinstance(model.metric_loss, CCPLoss) and model.proximal is not None
+    assert model.mixing.level == "feature" and model.mixing.kinds == ("pos_neg", "anchor_neg")
+    assert model.head.normalize == "unit_ball"
+    messages = []
+    run(config, log=messages.append)
+    metrics = json.loads((tmp_path / "emoji_metrix_ccp" / "metrics.json").read_text())
+    assert metrics["validation"][0]["ccp_round"] == 1 and 0.0 <= metrics["test"]["map@r"] <= 1.0

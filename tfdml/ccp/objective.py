@@ -5,8 +5,9 @@
 `CCPLoss` is the first two terms around any pair loss of the library (C1, C2, MS, triplet), with
 embeddings and proxies projected onto the unit ball. `ProximalTerm` is the third, over the network's
 weights only (the model's `backbone` and `head` parameter groups, never the proxies); it also holds
-the round state (round, lambda, theta*, best metric, patience counters) as non-trainable weights, so
-a checkpoint resumes a run in the same round.
+the round state (round, lambda, theta*, best metric, patience counters, and the current round's best
+metric, network weights and proxies) as non-trainable weights, so a checkpoint resumes a run in the
+same round with the same round best.
 
 Example:
     >>> from tfdml.losses import ContrastiveLoss
@@ -15,13 +16,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import keras
 from keras import ops
 
 from tfdml.losses.base import MetricLoss, PairLoss, wrapped_pair_loss
 from tfdml.losses.core import References, unit_ball
+from tfdml.mixing.metrix import mixed_pair_loss, mixed_proxy_loss
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -59,24 +61,49 @@ class CCPLoss(MetricLoss):
         return (self.w_pair * self.loss.compute(embeddings, labels)
                 + self.w_proxy * self.proxy_term_on * self.loss.compute(embeddings, labels, proxies))
 
+    def mixed(self, embeddings: Any, labels: Any, mixtures: Any, first: Any, second: Any, lam: Any,
+              kinds: Sequence[str], valid: Any = None) -> Any:
+        """Metrix under CCP: this objective with the mixtures under soft targets, on unit-ball projections,
+        `w_pair * (batch vs mixtures) + w_proxy * (mixtures vs proxies)` (see `tfdml.mixing.metrix`)."""
+        embeddings, mixtures = unit_ball(ops.cast(embeddings, "float32")), unit_ball(ops.cast(mixtures, "float32"))
+        pair = mixed_pair_loss(self.loss, embeddings, labels, mixtures, first, second, lam, kinds, valid)
+        proxy = mixed_proxy_loss(self.loss, mixtures, unit_ball(self.proxies), self.proxy_labels(), labels, first,
+                                 second, lam, kinds, valid)
+        return self.w_pair * pair + self.w_proxy * self.proxy_term_on * proxy
+
     def get_config(self) -> dict:
         return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
                 "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class,
                 "w_pair": self.w_pair, "w_proxy": self.w_proxy}
 
 
+#: The round best a round starts from: below any metric, so a round's first validation is its best
+#: (the original resets its best to 1e16 on a minimised quantity, callback.py:242).
+ROUND_START = -1e16
+
+
 @keras.saving.register_keras_serializable(package="tfdml")
 class ProximalTerm(keras.layers.Layer):
     """`(lambda / 2) * sum ||theta - theta*||^2` over the network's weights, and CCP's round state.
 
-    `build(variables)` creates one `theta*` copy per network variable. `lam` is 0 in the first round.
+    `build_for(variables, proxies)` creates one `theta*` copy and one round-best copy per network
+    variable, and a round-best copy of the proxies. `lam` is 0 in the first round.
+
+    Example:
+        >>> import keras
+        >>> term = ProximalTerm()
+        >>> term.build_for([keras.Variable([1.0, 2.0])], proxies=keras.Variable([[0.5]]))
+        >>> float(term.round_best.numpy()) < -1e15  # ROUND_START: below any metric
+        True
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.anchors: list = []
+        self.round_best_weights: list = []
+        self.round_best_proxies: Any = None
 
-    def build_for(self, variables: list) -> None:
+    def build_for(self, variables: list, proxies: Any = None) -> None:
         state = {"trainable": False, "aggregation": "only_first_replica"}
         self.anchors = [self.add_weight(shape=v.shape, initializer="zeros", name=f"theta_star_{i}", **state)
                         for i, v in enumerate(variables)]
@@ -86,6 +113,13 @@ class ProximalTerm(keras.layers.Layer):
         self.since_improvement = self.add_weight(shape=(), initializer="zeros", dtype="int32",
                                                  name="since_improvement", **state)
         self.since_round = self.add_weight(shape=(), initializer="zeros", dtype="int32", name="since_round", **state)
+        self.round_best = self.add_weight(shape=(), initializer=keras.initializers.Constant(ROUND_START),
+                                          name="round_best", **state)
+        self.round_best_weights = [self.add_weight(shape=v.shape, initializer="zeros", name=f"round_best_{i}", **state)
+                                   for i, v in enumerate(variables)]
+        if proxies is not None:
+            self.round_best_proxies = self.add_weight(shape=proxies.shape, initializer="zeros",
+                                                      name="round_best_proxies", **state)
         self.built = True
 
     def penalty(self, variables: list) -> Any:
@@ -98,3 +132,16 @@ class ProximalTerm(keras.layers.Layer):
         """`theta* <- values` (numpy arrays or variables, in the order of `build_for`)."""
         for anchor, value in zip(self.anchors, values):
             anchor.assign(value)
+
+    def record_round_best(self, value: float, variables: list, proxies: Any = None) -> None:
+        """This round's best so far: the metric, the network's weights and the proxies now."""
+        self.round_best.assign(value)
+        for copy, variable in zip(self.round_best_weights, variables):
+            copy.assign(variable)
+        if proxies is not None:
+            self.round_best_proxies.assign(proxies)
+
+    def reset_round_best(self) -> None:
+        """A round starts: its first validation will be its best (the weights are overwritten then)."""
+        self.round_best.assign(ROUND_START)
+        self.since_round.assign(0)

@@ -4,19 +4,28 @@
 `RetrievalValidation` itself if that has not run yet, so callback order cannot make it act on the
 previous epoch's metric), then decides:
 
-- an improvement resets both patience counters;
-- `patience` validations without improvement in a round start a new round: `theta* <- best
-  weights`, `lambda <- lambda0 * decay**(round - 2)` (round 1 has lambda 0), and the proxies are
-  re-seeded by greedy k-center from a pool of `pool_size` random training images per class embedded
-  with the current network, starting from the best proxies, with their optimizer state reset;
-- `stop_patience` validations without improvement stop training; the validation callback then
-  restores the best weights.
+- a validation above this round's best by more than 1e-5 becomes the round best: the round state
+  keeps its value, the network's weights and the proxies (a round's first validation always does);
+- `patience` validations in a round without a new round best start a new round: `theta* <- the
+  round best's weights`, `lambda <- lambda0 * decay**(round - 1)`, and the proxies are re-seeded by
+  greedy k-center from a pool of `pool_size` random training images per class embedded with the
+  current network, starting from the round best's proxies, with their optimizer state reset; the
+  round best is then reset. Training goes on from the current weights, not the round best's;
+- `stop_patience` validations without improving the global best (`RetrievalValidation`'s) stop
+  training, before any new round; the validation callback then restores the global best weights.
+
+This is the original code's `AlternatingProjectionCallback.stepFn` (ccp-dml 204b22c,
+framework/losses/ccp/callback.py:216-242) with its defaults (loss.py:26-31: one validation per epoch,
+patience 3, MAP@R maximised). Its rounds count from 0 (`global_step`, 0 until the first re-seeding,
+lambda 0 while it is 0, then `lambda0 * decay**global_step`, callback.py:179-189); ours count from
+1, so round `r >= 2` has `lambda0 * decay**(r - 1)` and round 1 has lambda 0.
 
 `warmup_epochs > 0` (not in the paper) trains the pair term alone for that many epochs ("round 0")
 before round 1 seeds the proxies: the paper starts from ImageNet weights, whose embeddings already
 separate classes, while proxies seeded from a randomly initialised network are nearly one point.
 
-All state lives in the model's `ProximalTerm` weights, so a checkpoint resumes the same round.
+All state lives in the model's `ProximalTerm` weights (the round best included), so a checkpoint
+resumes the same round with the same round best.
 Every validated epoch adds `ccp_round`, `ccp_lambda` and `ccp_best` to the epoch's logs (TensorBoard,
 the progress bar, `metrics.json`), and an epoch that re-seeds adds `ccp_proxies_moved`.
 
@@ -40,6 +49,9 @@ from tfdml.data.table import DatasetTable
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 
 Pool = Callable[[keras.Model, int], tuple[np.ndarray, np.ndarray]]
+
+#: A round-best improvement must exceed this (the original's `min_improvement_margin`, callback.py:69).
+ROUND_MARGIN = 1e-5
 
 
 def table_pool(table: DatasetTable, pool_size: int, dataset_fn: Callable[[DatasetTable], Any], seed: int = 0) -> Pool:
@@ -118,7 +130,7 @@ class CCPRounds(keras.callbacks.Callback):
         self.reseed(previous=None)
         self.loss.proxy_term_on.assign(1.0)
         self.state.round.assign(1)
-        self.state.since_round.assign(0)
+        self.state.reset_round_best()
         self.log("CCP round 1: proxies seeded by k-center from the pool; lambda 0")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -126,13 +138,8 @@ class CCPRounds(keras.callbacks.Callback):
         if not self.validation.validated(epoch):
             return
         state = self.state
-        if self.validation.best_epoch == epoch + 1:
-            state.since_improvement.assign(0)
-            state.since_round.assign(0)
-        else:
-            state.since_improvement.assign_add(1)
-            state.since_round.assign_add(1)
-        state.best.assign(self.validation.best_value)
+        self.track_global(epoch)
+        self.track_round(float(self.validation.history[-1][self.validation.monitor]))
         if int(state.round.numpy()) == 0:  # warm-up: no rounds and no stop until the proxies exist
             if epoch + 1 >= self.warmup_epochs:
                 self.first_round()
@@ -143,6 +150,28 @@ class CCPRounds(keras.callbacks.Callback):
                      f"at epoch {self.validation.best_epoch})")
         elif int(state.since_round.numpy()) >= self.patience:
             self.new_round(epoch)
+        self.report(epoch, logs)
+
+    def track_global(self, epoch: int) -> None:
+        """Patience for the stop: validations since the global best (RetrievalValidation's) improved."""
+        state = self.state
+        if self.validation.best_epoch == epoch + 1:
+            state.since_improvement.assign(0)
+        else:
+            state.since_improvement.assign_add(1)
+        state.best.assign(self.validation.best_value)
+
+    def track_round(self, value: float) -> None:
+        """Patience for a new round: validations since this round's best improved (by > ROUND_MARGIN)."""
+        state = self.state
+        if value > float(state.round_best.numpy()) + ROUND_MARGIN:
+            state.record_round_best(value, self.model.network_variables(), self.loss.proxies)
+            state.since_round.assign(0)
+        else:
+            state.since_round.assign_add(1)
+
+    def report(self, epoch: int, logs: dict | None) -> None:
+        state = self.state
         progress = {"ccp_round": int(state.round.numpy()), "ccp_lambda": float(state.lam.numpy()),
                     "ccp_best": float(state.best.numpy())}
         if self.events and self.events[-1]["epoch"] == epoch + 1:  # a re-seeding this epoch: how far they moved
@@ -152,18 +181,19 @@ class CCPRounds(keras.callbacks.Callback):
             logs.update(progress)  # TensorBoard and the progress bar
 
     def new_round(self, epoch: int) -> None:
-        state, best = self.state, self.validation.best_weights
+        """theta* and the k-center start from this round's best; lambda for the next round; reset its best."""
+        state = self.state
         round_ = int(state.round.numpy()) + 1
-        lam = self.lambda0 * self.decay ** (round_ - 2)
-        positions = {id(w): i for i, w in enumerate(self.model.weights)}
-        state.set_anchor([best[positions[id(v)]] for v in self.model.network_variables()])
+        lam = self.lambda0 * self.decay ** (round_ - 1)
+        best_value = float(state.round_best.numpy())
+        state.set_anchor(state.round_best_weights)
         state.lam.assign(lam)
         state.round.assign(round_)
-        state.since_round.assign(0)
-        moved = self.reseed(previous=best[positions[id(self.loss.proxies)]])
+        moved = self.reseed(previous=state.round_best_proxies.numpy())
+        state.reset_round_best()
         self.events.append({"epoch": epoch + 1, "round": round_, "lambda": lam, "moved": moved})
-        self.log(f"CCP round {round_} after epoch {epoch + 1}: lambda {lam:.3g}, best {self.validation.monitor} "
-                 f"{self.validation.best_value:.4f}, proxies moved {moved:.4f} on average")
+        self.log(f"CCP round {round_} after epoch {epoch + 1}: lambda {lam:.3g}, previous round's best "
+                 f"{self.validation.monitor} {best_value:.4f}, proxies moved {moved:.4f} on average")
 
     def reseed(self, previous: np.ndarray | None) -> float:
         """Replace the proxies by greedy k-center picks from the pool; return the mean distance they moved."""

@@ -30,7 +30,8 @@ from tfdml.data.table import DatasetTable
 from tfdml.errors import DataError
 from tfdml.evaluation.callback import embed_dataset
 from tfdml.evaluation.neighbours import l2_normalise
-from tfdml.export.saved_model import KIND_RETRIEVAL, base_manifest, mark_kind, output_dim, write_archive
+from tfdml.export.saved_model import (KIND_RETRIEVAL, base_manifest, mark_kind, output_dim, unit_embeddings,
+                                      write_archive)
 
 Embedder = keras.Model | Callable[[tf.Tensor], Any]
 GALLERY_IMAGES = "gallery_images.npz"
@@ -88,7 +89,7 @@ def export_retrieval_model(
         return {"ids": top.indices, "scores": top.values}
 
     archive.add_endpoint("search", search, input_signature=[images_spec, tf.TensorSpec([], tf.int32, name="k")])
-    embed = archive.add_endpoint("embed", lambda images: model(images, training=False), input_signature=[images_spec])
+    embed = archive.add_endpoint("embed", unit_embeddings(model), input_signature=[images_spec])
     mark_kind(archive, KIND_RETRIEVAL)
     if output_dim(embed) != dim:
         raise ValueError(f"the gallery embeddings have {dim} dimensions but the model embeds in {output_dim(embed)}")

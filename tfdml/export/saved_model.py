@@ -52,19 +52,31 @@ def export_saved_model(model: keras.Model, path: str | Path, image_size: int, re
     shape = [None, image_size, image_size, 3]
     archive = keras.export.ExportArchive()
     archive.track(model)
+    embed = unit_embeddings(model)
     serve = archive.add_endpoint(
-        "serve", lambda images: model(images, training=False),
-        input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
+        "serve", embed, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
     )
     archive.add_endpoint(
-        "serve_uint8",
-        lambda images: model(tf.cast(images, tf.float32), training=False),
+        "serve_uint8", lambda images: embed(tf.cast(images, tf.float32)),
         input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")],
     )
     mark_kind(archive, KIND_EMBEDDING)
     manifest = base_manifest(KIND_EMBEDDING, image_size, resize, output_dim(serve))
     write_archive(archive, path, manifest)
     return path
+
+
+def unit_embeddings(model: keras.Model) -> Callable[[Any], Any]:
+    """Images -> L2-normalised embeddings: the model's own outputs when its head L2-normalises, else
+    normalised here (a CCP head ends in the unit-ball projection, whose norms can be below 1).
+
+    Example:
+        >>> embed = unit_embeddings(model)  # doctest: +SKIP
+        >>> tf.norm(embed(images), axis=1)  # all 1  # doctest: +SKIP
+    """
+    if getattr(getattr(model, "head", None), "normalize", "l2") == "l2":
+        return lambda images: model(images, training=False)
+    return lambda images: tf.math.l2_normalize(model(images, training=False), axis=1)
 
 
 def mark_kind(archive: Any, kind: str) -> None:

@@ -12,6 +12,10 @@ Which (anchor, mixture) pairs count is chosen by kind:
 - `anchor_neg`: the anchor is one of the two mixed examples itself;
 - `neg_neg`: the anchor's class is neither (target 0: only the negative term).
 
+Under CCP (`CCPLoss`) the mixed loss is CCP's objective with soft targets (`CCPLoss.mixed`):
+`w_pair * (batch anchors vs mixtures) + w_proxy * (mixtures vs proxies)`, on unit-ball projections,
+so mixtures meet the proxies, which carry most of CCP's loss, as clean examples do.
+
 Example (a notebook):
     >>> import tfdml
     >>> model = tfdml.models.DMLModel(
@@ -96,6 +100,29 @@ def soft_targets(anchor_labels: Any, anchor_index: Any, labels: Any, first: Any,
     return y * keep, (1.0 - y) * keep
 
 
+def mixed_proxy_loss(loss: PairLoss, mixtures: Any, proxies: Any, proxy_labels: Any, labels: Any, first: Any,
+                     second: Any, lam: Any, kinds: Sequence[str] = KINDS, valid: Any = None) -> Any:
+    """`mixtures [M, D]` as anchors against `proxies [P, D]` with soft targets: a proxy term (batch vs
+    proxies, as in CCP) with the mixtures in the batch's place. A proxy is never part of a mixture,
+    so its pairs are `pos_neg` (its class is one of the two mixed) or `neg_neg`.
+
+    Example:
+        >>> import numpy as np
+        >>> from tfdml.losses import ContrastiveLoss
+        >>> one = np.array([0], "int32")
+        >>> float(mixed_proxy_loss(ContrastiveLoss(), np.eye(2, dtype="float32")[:1], np.eye(2, dtype="float32"),
+        ...                        np.array([0, 1]), np.array([0, 1]), one, one + 1, np.array([1.0])))
+        0.0
+    """
+    proxy_index = -ops.ones_like(ops.cast(proxy_labels, "int32"))
+    w_pos, w_neg = soft_targets(proxy_labels, proxy_index, ops.cast(labels, "int32"), first, second, lam, kinds)
+    w_pos, w_neg = ops.transpose(w_pos), ops.transpose(w_neg)  # [M, P]: the mixtures are the rows
+    if valid is not None:
+        w_pos, w_neg = w_pos * valid[:, None], w_neg * valid[:, None]
+    values = loss.distance(ops.cast(mixtures, "float32"), ops.cast(proxies, "float32"))
+    return loss.from_pairs(values, w_pos, w_neg)
+
+
 def mixed_pair_loss(loss: PairLoss, embeddings: Any, labels: Any, mixtures: Any, first: Any, second: Any,
                     lam: Any, kinds: Sequence[str] = KINDS, valid: Any = None) -> Any:
     """The loss's anchors against `mixtures [M, D]` with soft targets (see `soft_targets`).
@@ -158,8 +185,9 @@ class Metrix(keras.layers.Layer):
             weights = ops.reshape(ops.cast(lam, x.dtype), (-1,) + (1,) * (len(x.shape) - 1))
             return weights * ops.take(x, first, axis=0) + (1.0 - weights) * ops.take(x, second, axis=0)
 
-        if self.level == "embedding":
-            return l2_normalize(interpolate(ops.cast(embeddings, "float32")))
+        if self.level == "embedding":  # renormalised as the head normalises (L2, or CCP's unit ball)
+            project = getattr(getattr(model, "head", None), "project", l2_normalize)  # no EmbeddingHead: L2
+            return project(interpolate(ops.cast(embeddings, "float32")))
         if self.level == "feature":
             return model.embed(interpolate(features), training=training)
         return model(interpolate(ops.cast(images, "float32")), training=training)
@@ -167,13 +195,16 @@ class Metrix(keras.layers.Layer):
     def mixed_loss(self, model: Any, loss: MetricLoss, images: Any, features: Any, embeddings: Any,
                    labels: Any, training: bool = True) -> Any:
         """`L_mix` for one batch (multiply by `weight` to add it to the clean loss)."""
-        loss = getattr(loss, "loss", loss)  # a cross-batch memory mixes with its pair loss
-        if not isinstance(loss, PairLoss):
-            raise ValueError(f"Metrix mixes pair losses; {type(loss).__name__} is not one")
+        objective = getattr(loss, "mixed", None)  # a wrapper with its own mixed objective (CCP)
+        pair_loss = getattr(loss, "loss", loss)  # a cross-batch memory mixes with its pair loss
+        if objective is None and not isinstance(pair_loss, PairLoss):
+            raise ValueError(f"Metrix mixes pair losses; {type(pair_loss).__name__} is not one")
         labels = ops.cast(labels, "int32")
         first, second, lam, valid = self.draw(labels)
         mixtures = self.mix(model, images, features, embeddings, first, second, lam, training)
-        return mixed_pair_loss(loss, embeddings, labels, mixtures, first, second, lam, self.kinds, valid)
+        if objective is not None:
+            return objective(embeddings, labels, mixtures, first, second, lam, self.kinds, valid)
+        return mixed_pair_loss(pair_loss, embeddings, labels, mixtures, first, second, lam, self.kinds, valid)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "level": self.level, "alpha": self.alpha, "lambda_per": self.lambda_per,

@@ -67,7 +67,8 @@ class DMLModel(keras.Model):
         if not self.metric_loss.built:
             self.metric_loss.build((input_shape[0], self.head.dim))
         if self.proximal is not None and not self.proximal.anchors:
-            self.proximal.build_for(self.network_variables())
+            # CCP's round best keeps the proxies too: the next round's k-center starts from them.
+            self.proximal.build_for(self.network_variables(), getattr(self.metric_loss, "proxies", None))
         self.built = True
 
     # ------------------------------------------------------------------ parameter groups

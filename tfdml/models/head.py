@@ -1,4 +1,4 @@
-"""The embedding head: pooling, a linear layer and L2 normalisation."""
+"""The embedding head: pooling, a linear layer and a normalisation (L2, or CCP's unit-ball projection)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,38 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from tfdml.losses.core import l2_normalize
+from tfdml.losses.core import l2_normalize, unit_ball
+
+#: `l2`: unit vectors; `unit_ball`: `v / max(1, ||v||)`, CCP's normalisation (norms <= 1); `none`: raw.
+NORMALIZATIONS = {"l2": l2_normalize, "unit_ball": unit_ball, "none": lambda x: x}
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
 class EmbeddingHead(layers.Layer):
-    """Feature map `[B, H, W, C]` -> unit embedding `[B, dim]`.
+    """Feature map `[B, H, W, C]` -> embedding `[B, dim]`, unit-norm by default.
 
     `pooling` is `avg`, `max` or `avg+max` (the two summed, as in Metrix and the peer's small CNN).
+    `normalize` is `l2` (unit vectors), `unit_ball` (CCP: `v / max(1, ||v||)`, so norms can be < 1)
+    or `none`; `True`/`False` (files saved before the option had names) mean `l2`/`none`.
 
     Example:
         >>> import numpy as np
         >>> head = EmbeddingHead(8)
-        >>> head(np.ones((2, 4, 4, 16), "float32")).shape
+        >>> tuple(head(np.ones((2, 4, 4, 16), "float32")).shape)
         (2, 8)
+        >>> EmbeddingHead(8, normalize="unit_ball").normalize
+        'unit_ball'
     """
 
-    def __init__(self, dim: int = 128, pooling: str = "avg+max", normalize: bool = True, **kwargs: Any) -> None:
+    def __init__(self, dim: int = 128, pooling: str = "avg+max", normalize: str | bool = "l2", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if pooling not in ("avg", "max", "avg+max"):
             raise ValueError(f"pooling must be 'avg', 'max' or 'avg+max', got {pooling!r}")
-        self.dim, self.pooling, self.normalize = int(dim), pooling, bool(normalize)
+        if isinstance(normalize, bool):
+            normalize = "l2" if normalize else "none"
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {', '.join(map(repr, NORMALIZATIONS))}, got {normalize!r}")
+        self.dim, self.pooling, self.normalize = int(dim), pooling, normalize
         self.linear = layers.Dense(self.dim, name="linear")
 
     def build(self, input_shape: tuple) -> None:
@@ -44,8 +55,11 @@ class EmbeddingHead(layers.Layer):
     def call(self, features: Any) -> Any:
         embeddings = self.linear(self.pool(features))
         # Normalise in float32: a float16 norm of 128+ squares can overflow under mixed precision.
-        embeddings = ops.cast(embeddings, "float32")
-        return l2_normalize(embeddings) if self.normalize else embeddings
+        return self.project(ops.cast(embeddings, "float32"))
+
+    def project(self, embeddings: Any) -> Any:
+        """This head's normalisation (Metrix re-applies it to embedding-level mixtures)."""
+        return NORMALIZATIONS[self.normalize](embeddings)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.dim)

@@ -102,7 +102,9 @@ def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
         freeze_batchnorm(backbone)
     if num_replicas() > 1:
         synchronize_batchnorm(backbone)
-    head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, name="head")
+    # CCP normalises by the unit-ball projection alone (its supplement); an L2 head would make it a no-op.
+    normalize = "unit_ball" if config.ccp.enabled else "l2"
+    head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, normalize=normalize, name="head")
     proximal = ProximalTerm(name="proximal") if config.ccp.enabled else None
     model = DMLModel(backbone, head, build_loss(config, num_classes), mixing=build_mixing(config), proximal=proximal,
                      name="dml_model")

@@ -27,6 +27,7 @@ from tfdml.distribute import get_strategy
 from tfdml.errors import ArtifactError, ConfigError
 from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
+from tfdml.evaluation.neighbours import as_unit_rows
 from tfdml.export import export_saved_model
 from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
@@ -109,7 +110,9 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
         embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
         train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
     test = evaluate_table(embeddings, labels, data.test, config)
-    # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures).
+    # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures),
+    # on the unit sphere as in the paper (CCP's unit-ball outputs have norms below 1).
+    embeddings, train_embeddings = as_unit_rows(embeddings), as_unit_rows(train_embeddings)
     test["utilization"] = utilization(embeddings, train_embeddings)
     if config.mixing.level != "none":
         mixed = mix_embeddings(train_embeddings, train_labels, len(train_labels), config.mixing.alpha, config.seed)
