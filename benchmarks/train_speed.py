@@ -1,10 +1,15 @@
 """Training throughput of the demo config: is the input pipeline ever the bottleneck?
 
     .venv/bin/python benchmarks/train_speed.py [yaml_configs/emoji.yaml] [key=value ...] [--steps N]
+    .venv/bin/python benchmarks/train_speed.py --families [--size 64] [--batch 64] [--steps N]
 
 Measures, side by side in one process, images per second of: the tf.data pipeline alone; the
 train step on one cached batch (no input pipeline), with and without XLA; and `model.fit` fed by
 the pipeline. The ratio fit / cached step shows what the pipeline costs the model.
+
+`--families`: one row per backbone family (small_cnn and keras.applications' MobileNet, MobileNetV2,
+EfficientNetV2B0, ResNet50, DenseNet121, ConvNeXtTiny), the cached-batch step with and without XLA,
+and what `train.jit_compile: auto` picks there (`tfdml.training.jit.choose_jit_compile`).
 """
 
 from __future__ import annotations
@@ -37,12 +42,62 @@ def compiled_model(config, data, jit: bool, steps_per_epoch: int):
     return model
 
 
+FAMILIES = {"small_cnn": {}, "keras/MobileNet": {}, "keras/MobileNetV2": {}, "keras/EfficientNetV2B0": {},
+            "keras/ResNet50": {}, "keras/DenseNet121": {}, "keras/ConvNeXtTiny": {}}
+
+
+def families(size: int, batch: int, steps: int) -> None:
+    """Per backbone family: ms per cached-batch step without and with XLA, and the `auto` choice."""
+    import numpy as np
+
+    from tfdml.training.jit import choose_jit_compile
+
+    images = np.random.default_rng(0).uniform(0, 255, (batch, size, size, 3)).astype("float32")
+    labels = np.repeat(np.arange(batch // 4), 4).astype("int32")
+    repeated = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    print(f"batch {batch}, {size} px, multi-similarity, Adam; {os.cpu_count()} CPUs, TF {tf.__version__}, "
+          f"Keras {keras.__version__}\n")
+    print("| backbone | ms/step no XLA | ms/step XLA | XLA / no XLA | XLA compile s (auto) | auto picks | "
+          "auto's pick / faster |")
+    print("|---|---|---|---|---|---|---|")
+    for name, args in FAMILIES.items():
+        ms = {}
+        for jit in (False, True):  # an independent measurement of each, over `steps` steps
+            model = _family_model(name, args, size, batch, jit)
+            ms[jit] = 1000 * batch / rate(lambda s: model.fit(repeated, steps_per_epoch=s, epochs=1, verbose=0),
+                                          steps, batch)
+        # What `auto` picks from its own short measurement (3 steps each) at the start of a run.
+        model = _family_model(name, args, size, batch, False)
+        report = choose_jit_compile(model, repeated, log=lambda _: None)
+        picked = ms[report["chosen"]]
+        print(f"| {name} | {ms[False]:.0f} | {ms[True]:.0f} | {ms[True] / ms[False]:.2f} | "
+              f"{report['xla_compile_s']:.0f} | {'XLA' if report['chosen'] else 'no XLA'} | "
+              f"{picked / min(ms.values()):.2f} |", flush=True)
+
+
+def _family_model(name: str, args: dict, size: int, batch: int, jit: bool) -> keras.Model:
+    from tfdml.config.schema import Config
+
+    config = Config()
+    config.model.backbone, config.model.backbone_args, config.data.image_size = name, args, size
+    keras.utils.set_random_seed(0)
+    model = build_model(config, num_classes=batch // 4)
+    model.compile(keras.optimizers.Adam(1e-4), jit_compile=jit)
+    model.build_optimizers()
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("config", nargs="?", default="yaml_configs/emoji.yaml")
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--families", action="store_true", help="one row per backbone family, XLA vs not")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
+    if args.families:
+        return families(args.size, args.batch, args.steps)
     config = load_config(args.config, args.overrides)
     data = build_data(config)
     batch, n = config.sampler.batch_size, len(data.sampler)

@@ -17,7 +17,7 @@ import tensorflow as tf
 from tfdml.config import load_config
 from tfdml.config.schema import Config
 from tfdml.errors import ConfigError
-from tfdml.models import PixelConvention, build_backbone, freeze_batchnorm
+from tfdml.models import PixelConvention, build_backbone
 from tfdml.models.keras_applications import FAMILY_CONVENTIONS, applications, family
 from tfdml.training import run
 from tfdml.training.builders import build_model
