@@ -13,7 +13,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "data", "errors", "evaluation", "export", "losses", "models", "training")
+_SUBMODULES = ("ccp", "config", "data", "distribute", "errors", "evaluation", "export", "losses", "mixing", "models",
+               "training")
 __all__ = [*_SUBMODULES, "__version__"]
 
 
