@@ -34,6 +34,7 @@ from tfdml.export.saved_model import KIND_RETRIEVAL, base_manifest, mark_kind, o
 
 Embedder = keras.Model | Callable[[tf.Tensor], Any]
 GALLERY_IMAGES = "gallery_images.npz"
+GALLERY_COLLECTION = "tfdml_gallery"  # the loaded object's `tfdml_gallery[0]`: the unit gallery embeddings [N, dim]
 
 
 def export_retrieval_model(
@@ -90,6 +91,7 @@ def export_retrieval_model(
     archive.add_endpoint("search", search, input_signature=[images_spec, tf.TensorSpec([], tf.int32, name="k")])
     embed = archive.add_endpoint("embed", lambda images: model(images, training=False), input_signature=[images_spec])
     mark_kind(archive, KIND_RETRIEVAL)
+    archive.add_variable_collection(GALLERY_COLLECTION, [gallery_var])  # for tfdml.Retriever.from_saved_model
     if output_dim(embed) != dim:
         raise ValueError(f"the gallery embeddings have {dim} dimensions but the model embeds in {output_dim(embed)}")
     manifest = {
