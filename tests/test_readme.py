@@ -3,7 +3,7 @@
 Blocks run in README order in one namespace, in a temporary working directory, like cells of one
 notebook. Before the blocks that load `runs/emoji/...` (what `make demo` writes), the test writes
 those SavedModels from the notebook's model and gives the names the text says a reader brings
-(`images`, `images_uint8`). A block preceded by `<!-- skip: reason -->` is not run; the reason is
+(`images`, `images_uint8`, `query.png`). A block preceded by `<!-- skip: reason -->` is not run; the reason is
 printed in the test report.
 """
 
@@ -67,6 +67,8 @@ def test_every_readme_python_block_runs(tmp_path, monkeypatch):
 
 def _write_demo_outputs(namespace: dict, run_dir: Path) -> None:
     """What `make demo` leaves in runs/emoji/, from the notebook's model, and the images a reader has."""
+    import tensorflow as tf
+
     from tfdml.export import export_retrieval_model, export_saved_model
 
     model, test = namespace["model"], namespace["test"]
@@ -76,3 +78,4 @@ def _write_demo_outputs(namespace: dict, run_dir: Path) -> None:
     alpha = rgba[..., 3:].astype(np.float32) / 255.0
     images = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)  # composited on white, as training does
     namespace.update(images=images.astype(np.float32), images_uint8=np.round(images).astype(np.uint8))
+    tf.io.write_file("query.png", tf.io.encode_png(rgba[0]))  # an RGBA file, as the README feeds it
