@@ -108,7 +108,7 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
 
 def _dataset_config(dataset: str | None, run_config: Any) -> tuple[Any, bool]:
     """The config whose data and eval settings to use, and whether it is a folder of images."""
-    from tfdml.cli.train import CONFIG_DIR, resolve_config_path
+    from tfdml.config.locate import config_names, find_config
     from tfdml.config import load_config
     from tfdml.config.schema import DataConfig
     from tfdml.errors import ConfigError
@@ -118,11 +118,11 @@ def _dataset_config(dataset: str | None, run_config: Any) -> tuple[Any, bool]:
     if Path(dataset).expanduser().is_dir():
         base = run_config if run_config is not None else load_config()
         return dataclasses.replace(base, data=DataConfig(dataset="folder", root=str(Path(dataset).expanduser()))), True
-    path = resolve_config_path(dataset)
-    if not path.is_file():
-        names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
-        raise ConfigError(f"--dataset {dataset!r} is not a folder, a YAML config file, or a config in "
-                          f"{CONFIG_DIR} ({names})")
+    try:
+        path = find_config(dataset)
+    except ConfigError:
+        raise ConfigError(f"--dataset {dataset!r} is not a folder, a YAML config file, or a shipped config "
+                          f"({', '.join(config_names())})") from None
     return load_config(path), False
 
 

@@ -15,18 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "yaml_configs"
-
-
 def resolve_config_path(name: str) -> Path:
-    """A path as given, or a bare name (`cars.yaml`, `cars`) looked up in the shipped `yaml_configs/`."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for candidate in (CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    return path  # the loader reports it missing
+    """A path as given, or a bare name (`cars.yaml`, `cars`) of a shipped config; ConfigError naming where it looked."""
+    from tfdml.config.locate import find_config
+
+    return find_config(name)
 
 
 class _Interrupts:
@@ -59,7 +52,7 @@ class _Interrupts:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tfdml-train", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("config", help="YAML config file, or the name of one in yaml_configs/")
+    parser.add_argument("config", help="YAML config file, or the name of a shipped one (emoji, cub.yaml, ...)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.epochs=5")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

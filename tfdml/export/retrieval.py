@@ -4,14 +4,16 @@ The SavedModel searches its gallery by cosine similarity and needs neither tfdml
 
     >>> import tensorflow as tf                                                # doctest: +SKIP
     >>> retrieval = tf.saved_model.load("runs/emoji/retrieval_model")           # doctest: +SKIP
-    >>> found = retrieval.search(images, tf.constant(5))  # float32 [B, S, S, 3], RGB 0-255
+    >>> found = retrieval.search(images, tf.constant(5))  # float32 [B, H, W, C] 0-255, any size, C = 1-4
+    >>> found = retrieval.search_bytes(tf.stack([tf.io.read_file("q.png")]), tf.constant(5))
     >>> found["ids"], found["scores"]  # int32 and float32 [B, 5], best first   # doctest: +SKIP
 
 `ids` are rows of the gallery listed in the directory's `manifest.json` (`"gallery"`: `id`,
 `path`, `label`, `class_name`); `scores` are cosine similarities. A gallery held in memory (the
 emoji set: its paths are ids, not files) also leaves its pixels in `gallery_images.npz`. `search` fails with "k must be
-between 1 and the gallery size N" for a k outside 1..N. The `embed` signature returns the
-L2-normalised query embeddings `[B, dim]`, as the embedding SavedModel's `serve` does.
+between 1 and the gallery size N" for a k outside 1..N. The `embed`, `embed_uint8` and
+`embed_bytes` signatures return the L2-normalised query embeddings `[B, dim]`, as the embedding
+SavedModel's `serve` ones do.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from tfdml.data.table import DatasetTable
 from tfdml.errors import DataError
 from tfdml.evaluation.callback import embed_dataset
 from tfdml.evaluation.neighbours import l2_normalise
-from tfdml.export.saved_model import (KIND_RETRIEVAL, base_manifest, mark_kind, output_dim, unit_embeddings,
+from tfdml.export.saved_model import (KIND_RETRIEVAL, add_image_endpoints, base_manifest, mark_kind, output_dim,
                                       write_archive)
+from tfdml.export.serving import ANY_IMAGES, ENCODED_IMAGES, decode_images, prepare_images
 
 Embedder = keras.Model | Callable[[tf.Tensor], Any]
 GALLERY_IMAGES = "gallery_images.npz"
+GALLERY_COLLECTION = "tfdml_gallery"  # the loaded object's `tfdml_gallery[0]`: the unit gallery embeddings [N, dim]
 
 
 def export_retrieval_model(
@@ -78,9 +82,8 @@ def export_retrieval_model(
     archive = keras.export.ExportArchive()
     archive.track(model)
     gallery_var = tf.Variable(unit, trainable=False, name="gallery")
-    images_spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")
 
-    def search(images: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
+    def search_prepared(images: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         valid = tf.logical_and(k >= 1, k <= size)
         check = tf.debugging.Assert(valid, [f"tfdml: k must be between 1 and the gallery size {size}; got k =", k])
         with tf.control_dependencies([check]):
@@ -88,9 +91,14 @@ def export_retrieval_model(
             top = tf.math.top_k(tf.matmul(queries, gallery_var, transpose_b=True), k=k)  # ties: smaller id first
         return {"ids": top.indices, "scores": top.values}
 
-    archive.add_endpoint("search", search, input_signature=[images_spec, tf.TensorSpec([], tf.int32, name="k")])
-    embed = archive.add_endpoint("embed", unit_embeddings(model), input_signature=[images_spec])
+    k_spec = tf.TensorSpec([], tf.int32, name="k")
+    archive.add_endpoint("search", lambda images, k: search_prepared(prepare_images(images, image_size, resize), k),
+                         input_signature=[ANY_IMAGES, k_spec])
+    archive.add_endpoint("search_bytes", lambda images, k: search_prepared(decode_images(images, image_size, resize),
+                                                                           k), input_signature=[ENCODED_IMAGES, k_spec])
+    embed = add_image_endpoints(archive, model, image_size, resize, "embed")
     mark_kind(archive, KIND_RETRIEVAL)
+    archive.add_variable_collection(GALLERY_COLLECTION, [gallery_var])  # for tfdml.Retriever.from_saved_model
     if output_dim(embed) != dim:
         raise ValueError(f"the gallery embeddings have {dim} dimensions but the model embeds in {output_dim(embed)}")
     manifest = {

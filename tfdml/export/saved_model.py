@@ -4,12 +4,15 @@ The SavedModel needs neither tfdml nor Keras to load:
 
     >>> import tensorflow as tf                                            # doctest: +SKIP
     >>> embedder = tf.saved_model.load("runs/emoji/saved_model")            # doctest: +SKIP
-    >>> embeddings = embedder.serve(images)  # float32 [B, S, S, 3], RGB pixel values 0-255
+    >>> embeddings = embedder.serve(images)  # float32 [B, H, W, C], pixel values 0-255, any size, C = 1-4
     >>> embeddings = embedder.serve_uint8(images_uint8)  # the same from uint8 pixels
+    >>> embeddings = embedder.serve_bytes(tf.stack([tf.io.read_file("a.png")]))  # encoded JPEG/PNG
     >>> embedder.tfdml_kind[0].numpy()  # doctest: +SKIP
     b'embedding'
 
-Both signatures return L2-normalised float32 embeddings `[B, dim]`; `serving_default` is `serve`.
+Every signature returns L2-normalised float32 embeddings `[B, dim]`; `serving_default` is `serve`.
+Images of any size are resized and centre-cropped as evaluation does, and transparent pixels are
+composited on white as in training (`tfdml.export.serving`); RGB batches already `S x S` pass as they are.
 Every SavedModel tfdml writes carries its kind (`"embedding"` here, `"retrieval"` for
 :func:`tfdml.export.export_retrieval_model`) as the one-variable collection `tfdml_kind`, and a
 `manifest.json` in its directory with the kind, the input size and the evaluation preprocessing.
@@ -49,17 +52,9 @@ def export_saved_model(model: keras.Model, path: str | Path, image_size: int, re
         PosixPath('runs/emoji/saved_model')
     """
     path = Path(path)
-    shape = [None, image_size, image_size, 3]
     archive = keras.export.ExportArchive()
     archive.track(model)
-    embed = unit_embeddings(model)
-    serve = archive.add_endpoint(
-        "serve", embed, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
-    )
-    archive.add_endpoint(
-        "serve_uint8", lambda images: embed(tf.cast(images, tf.float32)),
-        input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")],
-    )
+    serve = add_image_endpoints(archive, model, image_size, resize, "serve")
     mark_kind(archive, KIND_EMBEDDING)
     manifest = base_manifest(KIND_EMBEDDING, image_size, resize, output_dim(serve))
     write_archive(archive, path, manifest)
@@ -77,6 +72,26 @@ def unit_embeddings(model: keras.Model) -> Callable[[Any], Any]:
     if getattr(getattr(model, "head", None), "normalize", "l2") == "l2":
         return lambda images: model(images, training=False)
     return lambda images: tf.math.l2_normalize(model(images, training=False), axis=1)
+
+
+def add_image_endpoints(archive: Any, model: keras.Model, image_size: int, resize: int | None, name: str) -> Any:
+    """Add `name` (float pixels), `name`_uint8 and `name`_bytes (encoded files) endpoints; return the first.
+
+    All take any image size and 1-4 channels (`tfdml.export.serving`), so the SavedModel prepares
+    images itself as evaluation does.
+    """
+    from tfdml.export.serving import ANY_IMAGES, ANY_UINT8_IMAGES, ENCODED_IMAGES, decode_images, prepare_images
+
+    unit = unit_embeddings(model)
+
+    def embed(images: tf.Tensor) -> tf.Tensor:
+        return unit(prepare_images(images, image_size, resize))
+
+    endpoint = archive.add_endpoint(name, embed, input_signature=[ANY_IMAGES])
+    archive.add_endpoint(f"{name}_uint8", embed, input_signature=[ANY_UINT8_IMAGES])
+    archive.add_endpoint(f"{name}_bytes", lambda images: unit(decode_images(images, image_size, resize)),
+                         input_signature=[ENCODED_IMAGES])
+    return endpoint
 
 
 def mark_kind(archive: Any, kind: str) -> None:

@@ -15,11 +15,13 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from tfdml.distribute import gather_across_replicas, num_replicas, replica_scale
 from tfdml.losses.base import MetricLoss
+from tfdml.models.habits import as_rgb, first_labels, refuse_compile_arguments, warn_without_positive_pairs
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import scaled_clone
 
@@ -92,6 +94,7 @@ class DMLModel(keras.Model):
         `lr_multipliers` maps group names (`backbone`, `head`, `loss`) to factors; missing groups use 1.
         Proxies commonly learn 100x faster: `lr_multipliers={"loss": 100.0}`.
         """
+        refuse_compile_arguments(kwargs)
         super().compile(optimizer=optimizer, **kwargs)
         unknown = set(lr_multipliers or {}) - set(PARAMETER_GROUPS)
         if unknown:
@@ -120,7 +123,34 @@ class DMLModel(keras.Model):
         self.build_optimizers()
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a dataset orders itself (our sampler does)
+        warn_without_positive_pairs(self, first_labels(x, args[0] if args else kwargs.get("y"),
+                                                       kwargs.get("batch_size")))
         return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any, ks: tuple[int, ...] = (1, 2, 4, 8),
+                 backend: str = "auto", **kwargs: Any) -> Any:
+        """Retrieval metrics (recall@k, precision@1, r_precision, map@r) of a labelled dataset or arrays.
+
+        Every image searches all others by cosine similarity (`tfdml.evaluation.evaluate_retrieval`);
+        a batch loss would say little about retrieval. `fit(validation_data=...)` keeps Keras's loss.
+
+        Example:
+            >>> model.evaluate(eval_dataset(val, image_size=32, batch_size=256))  # doctest: +SKIP
+            {'recall@1': 0.61, ..., 'map@r': 0.45}
+        """
+        if kwargs.get("_use_cached_eval_dataset"):  # fit's validation_data
+            return super().evaluate(x, y, *args, **kwargs)
+        from tfdml.evaluation import evaluate_retrieval
+        from tfdml.evaluation.callback import embed_dataset
+
+        if isinstance(x, tf.data.Dataset):
+            embeddings, labels = embed_dataset(self, x, verbose=kwargs.get("verbose", 0))
+        elif y is not None:
+            embeddings, labels = self.predict(x, batch_size=kwargs.get("batch_size"), verbose=0), np.asarray(y)
+        else:
+            raise ValueError("DMLModel.evaluate needs labels: a dataset of (images, labels) or evaluate(images, labels); "
+                             "it returns retrieval metrics (tfdml.evaluation.evaluate_retrieval)")
+        return evaluate_retrieval(embeddings, labels, ks=ks, backend=backend)
 
     def _optimizer_partition(self) -> dict[keras.optimizers.Optimizer, list]:
         partition: dict[keras.optimizers.Optimizer, list] = {}
@@ -172,7 +202,7 @@ class DMLModel(keras.Model):
 
     def predict_step(self, data: Any) -> Any:
         images = data[0] if isinstance(data, (tuple, list)) else data
-        return self(images, training=False)
+        return self(as_rgb(images), training=False)  # RGBA and grey composited on white, as in training
 
     @property
     def metrics(self) -> list:
