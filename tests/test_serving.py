@@ -6,7 +6,6 @@ pipeline (`eval_dataset` of a file table: short side resize, centre crop, alpha 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
