@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from tfdml.distribute import gather_across_replicas, num_replicas, replica_scale
+from tfdml.distribute import gather_across_replicas, num_replicas, per_replica_logs, replica_scale
 from tfdml.losses.base import MetricLoss
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import scaled_clone
@@ -121,6 +121,21 @@ class DMLModel(keras.Model):
             kwargs.setdefault("shuffle", False)  # a dataset orders itself (our sampler does)
         return super().fit(x, *args, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Skip Keras's symbolic build when it has nothing to build (workaround for keras-team/keras#20585).
+
+        Keras 3's TF trainer fetches a first batch in `fit`/`evaluate` and `strategy.reduce`s it to
+        trace the model symbolically; under `MultiWorkerMirroredStrategy` that reduction fails
+        ("Attempt to convert a value (PerReplica...)"). `fit` builds the model and its optimizers
+        first, and DMLModel compiles no Keras losses or metrics, so the symbolic build would be a
+        no-op: skipping it is exact, and spares a batch from the input pipeline.
+        """
+        optimizers = [self.optimizer, *self.group_optimizers.values()] if self.optimizer is not None else []
+        if (all(layer.built for layer in self._flatten_layers()) and all(o.built for o in optimizers)
+                and getattr(self, "_compile_loss", None) is None and getattr(self, "_compile_metrics", None) is None):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def _optimizer_partition(self) -> dict[keras.optimizers.Optimizer, list]:
         partition: dict[keras.optimizers.Optimizer, list] = {}
         for group, variables in self.parameter_groups().items():
@@ -162,12 +177,12 @@ class DMLModel(keras.Model):
         variables = self.trainable_variables
         self.apply_gradients(tape.gradient(total, variables), variables)
         self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        return per_replica_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data: Any) -> dict:
         images, labels = data
         self.loss_tracker.update_state(self.compute_metric_loss(images, labels, training=False))
-        return {"loss": self.loss_tracker.result()}
+        return per_replica_logs({"loss": self.loss_tracker.result()})
 
     def predict_step(self, data: Any) -> Any:
         images = data[0] if isinstance(data, (tuple, list)) else data
