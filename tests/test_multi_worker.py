@@ -61,3 +61,43 @@ def test_two_workers_take_the_step_of_one_device(tmp_path):
     assert result["loss_distributed"] == pytest.approx(result["loss_single"], rel=1e-5)
     assert result["max_update"] > 1e-3  # the steps did move the weights...
     assert result["max_weight_diff"] < 1e-4 * max(1.0, result["max_update"])  # ...identically on both sides
+
+
+def write_folder(root: Path, classes: int = 12, per_class: int = 4) -> Path:
+    """`root/<class>/<k>.png`: tiny images whose colour depends on the class (so training can learn)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        base = rng.integers(0, 256, 3)
+        for k in range(per_class):
+            pixels = np.clip(base + rng.normal(0, 30, (12, 12, 3)), 0, 255).astype(np.uint8)
+            (root / f"c{c:02d}").mkdir(parents=True, exist_ok=True)
+            tf.io.write_file(str(root / f"c{c:02d}" / f"{k}.png"), tf.io.encode_png(pixels))
+    return root
+
+
+def train_command(data: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tfdml.cli.train", "emoji.yaml", "distribute=multi_worker", "data.dataset=folder",
+            f"data.root={data}", "data.reader_args={}", "data.image_size=12", "data.val_fraction=0.25",
+            "sampler.batch_size=8", "sampler.m=2", "train.steps_per_epoch=2", "train.jit_compile=false",
+            "train.time_budget_s=null", "model.backbone_args.widths=[8,16]", "model.embedding_dim=8",
+            "eval.batch_size=64", "train.verbose=0", f"output_dir={output_dir}", "name=mw", *extra]
+
+
+def test_only_the_chief_writes_the_run_directory(tmp_path):
+    data = write_folder(tmp_path / "data")
+    chief_dir, worker_dir = tmp_path / "chief", tmp_path / "worker"  # distinct, to see who writes what
+    results = run_workers([train_command(data, chief_dir, "train.epochs=2"),
+                           train_command(data, worker_dir, "train.epochs=2")])
+    for index, result in enumerate(results):
+        assert result.returncode == 0, f"worker {index}: {result.stderr[-3000:]}"
+    run_dir = chief_dir / "mw"
+    for item in ("config.yaml", "checkpoints/last.keras", "checkpoints/state.json", "metrics.json",
+                 "saved_model/saved_model.pb"):
+        assert (run_dir / item).exists(), item
+    assert list((run_dir / "logs").rglob("events.out.tfevents.*"))
+    assert json.loads((run_dir / "checkpoints" / "state.json").read_text())["epoch"] == 2
+    assert not worker_dir.exists()
+    assert "the chief tests, exports and writes" in results[1].stdout

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 STRATEGIES = ("none", "mirrored", "multi_worker")
+_STRATEGIES: dict[str, tf.distribute.Strategy] = {}
 
 
 def get_strategy(name: str = "none") -> tf.distribute.Strategy:
@@ -31,23 +32,42 @@ def get_strategy(name: str = "none") -> tf.distribute.Strategy:
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # One per process: a second one would configure the cluster's collectives again (MLRC runs folds).
+        if "multi_worker" not in _STRATEGIES:
+            _STRATEGIES["multi_worker"] = tf.distribute.MultiWorkerMirroredStrategy()
+        return _STRATEGIES["multi_worker"]
     raise ValueError(f"unknown distribute strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
 def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     """Whether this process writes a run's files: the `chief` task, else worker 0, else (no cluster) True.
 
+    `strategy` None reads the cluster from `$TF_CONFIG`; a strategy without a cluster (`none`,
+    `mirrored`) is always the chief, whatever `$TF_CONFIG` says.
+
     Under `multi_worker` every worker runs the same command; only the chief writes checkpoints, logs
     and exports (the others would race it for the same paths).
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    resolver = getattr(strategy, "cluster_resolver", None)
+    resolver = (getattr(strategy, "cluster_resolver", None) if strategy is not None
+                else tf.distribute.cluster_resolver.TFConfigClusterResolver())
     if resolver is None or not resolver.task_type:
         return True
     if "chief" in resolver.cluster_spec().as_dict():
         return resolver.task_type == "chief"
     return resolver.task_type == "worker" and int(resolver.task_id) == 0
+
+
+def same_on_all_workers(strategy: tf.distribute.Strategy, value: float) -> bool:
+    """Whether every worker of `strategy` passed the same `value` (a collective: all workers must call it)."""
+    if strategy.num_replicas_in_sync == 1:
+        return True
+
+    @tf.function
+    def gathered() -> Any:
+        return strategy.run(lambda: gather_across_replicas(tf.constant([value], tf.float64))[0])
+
+    values = strategy.experimental_local_results(gathered())[0].numpy()
+    return bool((values == values[0]).all())
 
 
 def num_replicas() -> int:
