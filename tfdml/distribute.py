@@ -109,7 +109,14 @@ def gather_across_replicas(*tensors: Any) -> tuple:
     # `tf.identity` places each tensor on this replica's device: under MultiWorkerMirroredStrategy with
     # one device per worker, a step's inputs (the labels straight from the iterator) carry no device,
     # and `all_gather` then fails with "destinations can not be empty".
-    return tuple(context.all_gather(tf.identity(t), axis=0) for t in tensors)
+    return tuple(_dense_gradient(context.all_gather(tf.identity(t), axis=0)) for t in tensors)
+
+
+@tf.custom_gradient
+def _dense_gradient(x: tf.Tensor) -> tuple:
+    """Identity whose gradient is dense: `all_gather`'s gradient cannot take the `IndexedSlices` that a
+    `take` downstream produces (Metrix picks its pairs from the gathered batch)."""
+    return tf.identity(x), lambda upstream: tf.convert_to_tensor(upstream)
 
 
 def synchronize_batchnorm(model: keras.Model) -> int:

@@ -160,9 +160,15 @@ class DMLModel(keras.Model):
         global_embeddings, global_labels = gather_across_replicas(embeddings, labels)
         loss = self.metric_loss(global_embeddings, global_labels, training=training)
         if training and self.mixing is not None:
-            if num_replicas() > 1:
-                raise ValueError("mixing (Metrix) does not support tf.distribute yet; train it on one device")
-            mixed = self.mixing.mixed_loss(self, self.metric_loss, images, features, embeddings, labels, training)
+            # Under tf.distribute every replica mixes the global batch (the level's tensors gathered): the
+            # same pairs and lambdas everywhere (one seed state), so N replicas mix as one device.
+            level = getattr(self.mixing, "level", None)
+            if num_replicas() > 1 and level == "input":
+                images = gather_across_replicas(images)[0]
+            if num_replicas() > 1 and level == "feature":
+                features = gather_across_replicas(features)[0]
+            mixed = self.mixing.mixed_loss(self, self.metric_loss, images, features, global_embeddings,
+                                           global_labels, training)
             loss = loss + self.mixing.weight * mixed
         return loss
 
