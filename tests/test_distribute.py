@@ -1,4 +1,5 @@
-"""Under MirroredStrategy over 2 logical CPUs, a step equals one device's step on the same global batch.
+"""Under MirroredStrategy over 2 logical CPUs, a step equals one device's step on the same global batch
+(pair and proxy losses, a cross-batch memory, Metrix mixing, and a CCP round between steps).
 
 Each case runs in a fresh interpreter, because logical devices must be configured before TensorFlow
 initialises its devices (which the rest of the suite has long done).
@@ -20,7 +21,11 @@ SCRIPT = Path(__file__).parent / "scripts" / "distributed_step.py"
     ("multi_similarity", {"mining_epsilon": None}, 1),
     ("proxy_anchor", {"num_classes": 4}, 1),
     ("contrastive", {"distance": "cosine", "pos_margin": 1.0, "reduction": "per_anchor", "xbm": 32}, 2),
-])
+    # Metrix: the same pairs and lambdas on every replica (one seed state), mixed from the global batch.
+    ("multi_similarity", {"mining_epsilon": None, "mixing": {"level": "feature", "max_mixtures": 8, "seed": 3}}, 2),
+    ("multi_similarity", {"mining_epsilon": None, "mixing": {"level": "input", "max_mixtures": 8, "seed": 3}}, 2),
+    ("ccp", {}, 3),  # a CCP round between the steps: k-center re-seeding, slots reset, proximal anchor
+], ids=["multi_similarity", "proxy_anchor", "contrastive_xbm", "metrix_feature", "metrix_input", "ccp_round"])
 def test_two_replicas_match_one_device(loss, args, steps):
     out = subprocess.run([sys.executable, str(SCRIPT), loss, json.dumps(args), str(steps)], capture_output=True,
                          text=True, timeout=300)

@@ -19,11 +19,12 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from tfdml.distribute import gather_across_replicas, num_replicas, replica_scale
+from tfdml.distribute import gather_across_replicas, num_replicas, per_replica_logs, replica_scale
 from tfdml.losses.base import MetricLoss
 from tfdml.models.habits import as_rgb, first_labels, refuse_compile_arguments, warn_without_positive_pairs
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import scaled_clone
+from tfdml.models.registry import all_layers
 
 PARAMETER_GROUPS = ("backbone", "head", "loss")
 
@@ -151,6 +152,20 @@ class DMLModel(keras.Model):
             raise ValueError("DMLModel.evaluate needs labels: a dataset of (images, labels) or evaluate(images, labels); "
                              "it returns retrieval metrics (tfdml.evaluation.evaluate_retrieval)")
         return evaluate_retrieval(embeddings, labels, ks=ks, backend=backend)
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Skip Keras's symbolic build when it has nothing to build (workaround for keras-team/keras#20585).
+
+        Keras 3's TF trainer fetches a first batch in `fit`/`evaluate` and `strategy.reduce`s it to
+        trace the model symbolically; under `MultiWorkerMirroredStrategy` that reduction fails
+        ("Attempt to convert a value (PerReplica...)"). `fit` builds the model and its optimizers
+        first, and DMLModel compiles no Keras losses or metrics, so the symbolic build would be a
+        no-op: skipping it is exact, and spares a batch from the input pipeline.
+        """
+        optimizers = [self.optimizer, *self.group_optimizers.values()] if self.optimizer is not None else []
+        if (all(layer.built for layer in all_layers(self)) and all(o.built for o in optimizers)
+                and getattr(self, "_compile_loss", None) is None and getattr(self, "_compile_metrics", None) is None):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def _optimizer_partition(self) -> dict[keras.optimizers.Optimizer, list]:
         partition: dict[keras.optimizers.Optimizer, list] = {}
@@ -176,9 +191,15 @@ class DMLModel(keras.Model):
         global_embeddings, global_labels = gather_across_replicas(embeddings, labels)
         loss = self.metric_loss(global_embeddings, global_labels, training=training)
         if training and self.mixing is not None:
-            if num_replicas() > 1:
-                raise ValueError("mixing (Metrix) does not support tf.distribute yet; train it on one device")
-            mixed = self.mixing.mixed_loss(self, self.metric_loss, images, features, embeddings, labels, training)
+            # Under tf.distribute every replica mixes the global batch (the level's tensors gathered): the
+            # same pairs and lambdas everywhere (one seed state), so N replicas mix as one device.
+            level = getattr(self.mixing, "level", None)
+            if num_replicas() > 1 and level == "input":
+                images = gather_across_replicas(images)[0]
+            if num_replicas() > 1 and level == "feature":
+                features = gather_across_replicas(features)[0]
+            mixed = self.mixing.mixed_loss(self, self.metric_loss, images, features, global_embeddings,
+                                           global_labels, training)
             loss = loss + self.mixing.weight * mixed
         return loss
 
@@ -193,12 +214,12 @@ class DMLModel(keras.Model):
         variables = self.trainable_variables
         self.apply_gradients(tape.gradient(total, variables), variables)
         self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        return per_replica_logs({"loss": self.loss_tracker.result()})
 
     def test_step(self, data: Any) -> dict:
         images, labels = data
         self.loss_tracker.update_state(self.compute_metric_loss(images, labels, training=False))
-        return {"loss": self.loss_tracker.result()}
+        return per_replica_logs({"loss": self.loss_tracker.result()})
 
     def predict_step(self, data: Any) -> Any:
         images = data[0] if isinstance(data, (tuple, list)) else data

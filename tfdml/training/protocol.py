@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfdml.config import Config
+from tfdml.distribute import is_chief
 from tfdml.evaluation import evaluate_retrieval
 from tfdml.training.runner import run
 
@@ -40,6 +41,8 @@ def run_protocol(config: Config, log: Any = print, folds: int = 4, callbacks: Se
         fold_config = dataclasses.replace(config, name=f"{config.name}/fold{fold}", data=data, protocol="conventional")
         run(fold_config, log, callbacks)
         fold_runs.append(Path(config.output_dir) / fold_config.name)
+    if config.distribute == "multi_worker" and not is_chief():  # the chief's fold runs hold the test embeddings
+        return {"protocol": "mlrc", "folds": folds}
 
     saved = [np.load(d / "test_embeddings.npz") for d in fold_runs]
     per_fold = [json.loads((d / "metrics.json").read_text())["test"] for d in fold_runs]

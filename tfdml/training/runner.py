@@ -23,7 +23,7 @@ from tfdml.ccp import CCPRounds, table_pool
 from tfdml.config import Config, config_from_dict, diff_configs, load_config, save_config
 from tfdml.config.schema import RESUMABLE_KEYS
 from tfdml.data import DatasetTable, reraise_data_errors
-from tfdml.distribute import get_strategy
+from tfdml.distribute import get_strategy, is_chief, same_on_all_workers
 from tfdml.errors import ArtifactError, ConfigError
 from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
@@ -44,6 +44,8 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     """Train `config` to the end (or resume it), then evaluate on the test classes and export.
 
     `callbacks` run after tfdml's own (validation, checkpointing), so they see `val_*` metrics.
+    Under `distribute: multi_worker` every worker runs this; only the chief writes the run directory
+    (the others read it to resume, so it must be on a filesystem they share) and tests and exports.
     """
     run_dir = Path(config.output_dir) / config.name
     keras.utils.set_random_seed(config.seed)
@@ -56,6 +58,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     if config.sampler.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"sampler.batch_size={config.sampler.batch_size} must be a multiple of the "
                           f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}")
+    chief = is_chief(strategy)
     with strategy.scope():
         model = build_model(config, num_classes=data.train.num_classes)
         model.compile(optimizer=build_optimizer(config, steps), lr_multipliers=config.optimizer.lr_multipliers,
@@ -73,8 +76,12 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
         start_epoch = _restore(model, checkpoint, validation, budget, state)
         log(f"resuming {run_dir} after epoch {start_epoch} (best val {config.eval.monitor} "
             f"{validation.best_value:.4f} at epoch {validation.best_epoch})")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    if not same_on_all_workers(strategy, start_epoch):  # workers on their own copies would diverge silently
+        raise ConfigError(f"the workers of distribute=multi_worker resume from different epochs (this one: "
+                          f"{start_epoch}); put output_dir on a filesystem all workers share")
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
 
     out_of_time = config.train.time_budget_s is not None and budget.spent_s >= config.train.time_budget_s
     jit_report: dict[str, Any] = {"chosen": model.jit_compile}
@@ -95,8 +102,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
               if config.train.head_warmup_epochs else []),
             NaNGuard(checkpoint.last_path),
             budget,
-            checkpoint,
-            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+            *([checkpoint, keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False)] if chief else []),
             *callbacks,
         ]
         with reraise_data_errors():
@@ -105,6 +111,10 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
                       verbose=config.train.verbose)
     elif validation.best_weights is not None:
         model.set_weights(validation.best_weights)
+    if not chief:  # the chief tests, writes metrics and exports
+        log(f"this worker's training is done; the chief tests, exports and writes {run_dir}")
+        return {"best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},
+                "validation": validation.history, "train_time_s": round(budget.spent_s, 1)}
 
     with reraise_data_errors():
         embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
