@@ -85,14 +85,14 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
             keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
             *callbacks,
         ]
-        with reraise_data_errors():
+        with reraise_data_errors(data.train):
             model.fit(data.train_dataset(config, start_epoch * steps), epochs=config.train.epochs,
                       initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
                       verbose=config.train.verbose)
     elif validation.best_weights is not None:
         model.set_weights(validation.best_weights)
 
-    with reraise_data_errors():
+    with reraise_data_errors(data.table):
         embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
         train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
     test = evaluate_table(embeddings, labels, data.test, config)
