@@ -54,7 +54,15 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
                       jit_compile=config.train.jit_compile)
         model.build_optimizers()
 
-    val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
+    val_dataset = None
+    if len(data.val):
+        val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
+    elif config.ccp.enabled:
+        raise ConfigError("ccp.enabled needs validation classes (its rounds follow the validation metric), but the "
+                          "split has none: set data.val_fraction > 0")
+    else:
+        log(f"no validation classes (data.val_fraction={config.data.val_fraction}): training all "
+            f"{config.train.epochs} epochs without validation; the last epoch's weights are kept")
     validation = RetrievalValidation(val_dataset, monitor=config.eval.monitor,
                                      every_epochs=config.eval.every_epochs, ks=config.eval.ks,
                                      backend=config.eval.backend)
@@ -92,27 +100,35 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     elif validation.best_weights is not None:
         model.set_weights(validation.best_weights)
 
-    with reraise_data_errors(data.table):
-        embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
-        train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
-    test = evaluate_table(embeddings, labels, data.test, config)
-    # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures).
-    test["utilization"] = utilization(embeddings, train_embeddings)
-    if config.mixing.level != "none":
-        mixed = mix_embeddings(train_embeddings, train_labels, len(train_labels), config.mixing.alpha, config.seed)
-        test["utilization_mixed"] = utilization(embeddings, np.concatenate([train_embeddings, mixed]))
+    test, skipped = None, None
+    if len(data.test):
+        with reraise_data_errors(data.table):
+            embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
+            train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
+        test = evaluate_table(embeddings, labels, data.test, config)
+        # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures).
+        test["utilization"] = utilization(embeddings, train_embeddings)
+        if config.mixing.level != "none":
+            mixed = mix_embeddings(train_embeddings, train_labels, len(train_labels), config.mixing.alpha, config.seed)
+            test["utilization_mixed"] = utilization(embeddings, np.concatenate([train_embeddings, mixed]))
+    else:
+        skipped = f"no test classes (data.test_fraction={config.data.test_fraction}): the test evaluation was skipped"
+        log(skipped)
     metrics = {
         "test": test,
-        "best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},
+        **({"test_skipped": skipped} if skipped else {}),
+        "best_val": ({config.eval.monitor: validation.best_value, "epoch": validation.best_epoch}
+                     if validation.history else None),  # None: no validation classes
         "validation": validation.history,
         "train_time_s": round(budget.spent_s, 1),
         "data": data.summary(),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    np.savez(run_dir / "test_embeddings.npz", embeddings=embeddings, labels=labels,
-             is_query=data.test.is_query, is_gallery=data.test.is_gallery)  # for ensembles (MLRC's 512D)
-    log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
-        + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
+    if test is not None:
+        np.savez(run_dir / "test_embeddings.npz", embeddings=embeddings, labels=labels,
+                 is_query=data.test.is_query, is_gallery=data.test.is_gallery)  # for ensembles (MLRC's 512D)
+        log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
     if config.export.saved_model:
         path = export_saved_model(model, run_dir / "saved_model", image_size=config.data.image_size,
                                   resize=config.data.eval_resize)
