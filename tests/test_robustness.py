@@ -121,3 +121,99 @@ def test_skip_bad_images_decodes_and_skips(shapes, tmp_path):
     metrics = run(config, log=messages.append)
     assert any("skipping 1 of 48 images" in m and str(bad) in m for m in messages), messages
     assert metrics["test"]["num_queries"] == 6 * 4 - 1
+
+
+# ----------------------------------------------------------------------------- 2. odd splits
+
+
+def test_no_test_classes_trains_skips_the_test_and_still_exports(shapes, tmp_path):
+    messages: list[str] = []
+    metrics = run(tiny(tmp_path, shapes, "name=notest", "data.test_fraction=0", "train.epochs=1"), log=messages.append)
+    run_dir = tmp_path / "runs" / "notest"
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"] is None and saved["test"] is None and "test evaluation was skipped" in saved["test_skipped"]
+    assert any("test evaluation was skipped" in m for m in messages)
+    assert (run_dir / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_no_validation_classes_trains_the_schedule_and_keeps_the_last_weights(shapes, tmp_path):
+    import keras
+
+    messages: list[str] = []
+    metrics = run(tiny(tmp_path, shapes, "name=noval", "data.val_fraction=0", "export.saved_model=false"),
+                  log=messages.append)
+    checkpoints = tmp_path / "runs" / "noval" / "checkpoints"
+    assert any("without validation" in m for m in messages)
+    assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 2  # every epoch, resumable
+    assert not (checkpoints / "best.weights.h5").exists() and metrics["best_val"] is None
+    assert metrics["test"]["num_queries"] == 24
+    # Resumable: more epochs continue from the checkpoint.
+    messages.clear()
+    run(tiny(tmp_path, shapes, "name=noval", "data.val_fraction=0", "export.saved_model=false", "train.epochs=3"),
+        log=messages.append)
+    assert any("after epoch 2" in m for m in messages)
+    assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 3
+    assert keras.models.load_model(checkpoints / "last.keras").optimizer.iterations.numpy() == 6
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("eval.ks=[]", "`eval.ks` is []"),
+    ("data.test_fraction=1", "it must be in [0, 1)"),
+    ("eval.monitor=recall@1", "does not compute it"),
+])
+def test_split_and_metric_values_that_make_no_sense_fail_at_load_time(override, expected):
+    extra = ["eval.ks=[2]"] if override.startswith("eval.monitor") else []
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override, *extra])
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- 7. silent accepts made loud
+
+
+def test_empty_config_file_is_rejected(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"empty.yaml: the file is empty"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("augment: {crop_scale: [1.0, 0.3]}\n", "`augment.crop_scale` is [1.0, 0.3]"),
+    ("optimizer: {learning_rate: .nan}\n", "`optimizer.learning_rate` is NaN"),
+    ("loss: {args: {alpha: .nan}}\n", "`loss.args.alpha` is NaN"),
+    ("sampler: {m: 1, batch_size: 32}\nloss: {name: contrastive}\n", "no positive pair"),
+], ids=["reversed-crop-scale", "nan-float", "nan-in-free-args", "m1-pair-loss"])
+def test_values_that_would_train_silently_wrong_fail_at_load_time(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert expected in str(err.value) and str(path) in str(err.value)
+    # A proxy loss has positives with one image per class.
+    load_config(None, ["sampler.m=1", "loss.name=proxy_anchor"])
+
+
+def test_single_image_classes_are_dropped_with_a_log_line(shapes, tmp_path):
+    from tfdml.training.builders import build_table
+
+    for extra in ("1.jpg", "2.jpg", "3.jpg"):
+        (shapes / "class11" / extra).unlink()
+    messages: list[str] = []
+    build_table(tiny(tmp_path, shapes), log=messages.append)
+    assert any("dropped 1 classes with fewer than data.min_images=2 images (1 images)" in m for m in messages), messages
+
+
+# ----------------------------------------------------------------------------- 6. one line instead of a traceback
+
+
+def test_non_utf8_config_and_wrong_backbone_args_give_one_line(shapes, tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    line = one_error_line(cli("train", str(path)), "tfdml-train")
+    assert "not UTF-8" in line
+    config = tmp_path / "shapes.yaml"
+    config.write_text(f"data: {{dataset: folder, root: {shapes}, image_size: 16}}\nsampler: {{batch_size: 8, m: 2}}\n")
+    line = one_error_line(cli("train", str(config), "model.backbone_args={widths: abc}", f"output_dir={tmp_path}"),
+                          "tfdml-train")
+    assert "model.backbone_args" in line
