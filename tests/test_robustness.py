@@ -217,3 +217,121 @@ def test_non_utf8_config_and_wrong_backbone_args_give_one_line(shapes, tmp_path)
     line = one_error_line(cli("train", str(config), "model.backbone_args={widths: abc}", f"output_dir={tmp_path}"),
                           "tfdml-train")
     assert "model.backbone_args" in line
+
+
+# ----------------------------------------------------------------------------- 3. NaN recovery
+
+
+def test_nan_message_names_an_override_that_resumes_and_is_applied(shapes, tmp_path):
+    import keras
+    import re
+
+    base = ["name=nan", "optimizer.name=sgd", "optimizer.schedule=constant", "optimizer.weight_decay=0",
+            "export.saved_model=false"]
+    run(tiny(tmp_path, shapes, *base, "train.epochs=1", "optimizer.learning_rate=0.01"), log=lambda _: None)
+    with pytest.raises(TfdmlError) as err:  # the rate explodes in epoch 2
+        run(tiny(tmp_path, shapes, *base, "train.epochs=3", "optimizer.learning_rate=1e30"), log=lambda _: None)
+    message = str(err.value)
+    assert "became" in message and "epoch 2" in message and "resumes from the last checkpoint" in message
+    overrides = re.findall(r"(optimizer\.(?:learning_rate|clipnorm))=", message)
+    assert overrides == ["optimizer.learning_rate", "optimizer.clipnorm"]
+    checkpoints = tmp_path / "runs" / "nan" / "checkpoints"
+    assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 1  # the NaN epoch was not saved
+    # Each named override is accepted by the resume, and applied.
+    messages: list[str] = []
+    run(tiny(tmp_path, shapes, *base, "train.epochs=2", "optimizer.learning_rate=0.001", "optimizer.clipnorm=10"),
+        log=messages.append)
+    assert any("after epoch 1" in m for m in messages)
+    assert any("optimizer.learning_rate changed from 1e+30 to 0.001" in m or
+               "optimizer.learning_rate changed from 0.01 to 0.001" in m for m in messages), messages
+    optimizer = keras.models.load_model(checkpoints / "last.keras").optimizer
+    assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 2
+    assert float(optimizer.learning_rate) == pytest.approx(0.001) and optimizer.iterations.numpy() == 4
+
+
+# ----------------------------------------------------------------------------- 4. run lock
+
+HOLD = """
+import sys, time
+from tfdml.training.lock import RunLock
+with RunLock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_run_of_the_same_run_directory_is_refused_naming_the_holder(shapes, tmp_path):
+    run_dir = tmp_path / "runs" / "locked"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        config = tmp_path / "shapes.yaml"
+        config.write_text("seed: 0\n")
+        line = one_error_line(cli("train", str(config), *TINY, f"data.root={shapes}", "name=locked",
+                                  f"output_dir={tmp_path / 'runs'}"),
+                              "tfdml-train")
+        assert f"in use by another tfdml-train (pid {holder.pid})" in line
+        assert not (run_dir / "checkpoints").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The kernel drops the lock with its holder: the run can start now.
+    from tfdml.training.lock import RunLock
+
+    with RunLock(run_dir):
+        assert (run_dir / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_checkpoint_temporary_files_are_unique_to_the_process(shapes, tmp_path):
+    from tfdml.training import callbacks
+
+    written = []
+    callbacks._atomic(tmp_path / "last.keras", lambda p: (written.append(p), Path(p).write_text("x")))
+    assert Path(written[0]).name == f".tmp.{os.getpid()}.last.keras" and (tmp_path / "last.keras").is_file()
+
+
+# ----------------------------------------------------------------------------- 5. checkpoints as one set
+
+
+def test_mixed_damaged_or_truncated_checkpoint_sets_give_one_line(shapes, tmp_path):
+    import shutil
+
+    args = ["name=ckpt", "export.saved_model=false"]
+    run(tiny(tmp_path, shapes, *args, "train.epochs=1"), log=lambda _: None)
+    checkpoints = tmp_path / "runs" / "ckpt" / "checkpoints"
+    epoch1 = tmp_path / "epoch1"
+    shutil.copytree(checkpoints, epoch1)
+    run(tiny(tmp_path, shapes, *args, "train.epochs=2"), log=lambda _: None)
+    assert json.loads((checkpoints / "manifest.json").read_text())["epoch"] == 2
+    epoch2 = tmp_path / "epoch2"
+    shutil.copytree(checkpoints, epoch2)
+
+    def restore(source: Path, **replace: Path) -> None:
+        shutil.rmtree(checkpoints)
+        shutil.copytree(source, checkpoints)
+        for name, path in replace.items():
+            shutil.copy(path, checkpoints / name.replace("_", "."))
+
+    cases = {
+        # killed between replacing last.keras (epoch 2) and state.json (still epoch 1)
+        "mixed": (lambda: restore(epoch1, last_keras=epoch2 / "last.keras"), "not one set: last.keras"),
+        "truncated-state": (lambda: (restore(epoch2), (checkpoints / "state.json").write_text('{"epoch": 2, "be')),
+                            "state.json is not the file of epoch 2"),
+        "damaged-manifest": (lambda: (restore(epoch2), (checkpoints / "manifest.json").write_text("{")),
+                             "manifest.json is damaged"),
+        "no-manifest-truncated-state": (lambda: (restore(epoch2), (checkpoints / "manifest.json").unlink(),
+                                                 (checkpoints / "state.json").write_text('{"epoch": 2, "be')),
+                                        "state.json is damaged"),
+    }
+    for name, (damage, expected) in cases.items():
+        damage()
+        with pytest.raises(ArtifactError) as err:
+            run(tiny(tmp_path, shapes, *args, "train.epochs=3"), log=lambda _: None)
+        assert expected in str(err.value) and "delete" in str(err.value) and "\n" not in str(err.value), name
+    # ... and on the command line, one line.
+    restore(epoch1, last_keras=epoch2 / "last.keras")
+    config = tmp_path / "shapes.yaml"
+    config.write_text("seed: 0\n")
+    line = one_error_line(cli("train", str(config), *TINY, f"data.root={shapes}", f"output_dir={tmp_path / 'runs'}",
+                              *args, "train.epochs=3"), "tfdml-train")
+    assert "not one set" in line

@@ -51,6 +51,8 @@ class RetrievalValidation(keras.callbacks.Callback):
     restored (`restore_best=True`). Model selection must use validation classes, never test classes.
     """
 
+    hint = NON_FINITE_HINT  # what a non-finite embedding's error suggests (the runner names the config's rate)
+
     def __init__(self, dataset: tf.data.Dataset | None, *, monitor: str = "map@r", every_epochs: int = 1,
                  ks: Sequence[int] = (1, 2, 4, 8), backend: str = "auto", restore_best: bool = True,
                  best_value: float = -np.inf, best_epoch: int = -1) -> None:
@@ -66,7 +68,7 @@ class RetrievalValidation(keras.callbacks.Callback):
         embeddings, labels = embed_dataset(self.model, self.dataset)
         if not np.isfinite(embeddings).all():
             raise TfdmlError(f"the model's embeddings became NaN or infinite by the end of epoch {epoch + 1}. "
-                             f"{NON_FINITE_HINT}")
+                             f"{self.hint}")
         return evaluate_retrieval(embeddings, labels, ks=self.ks, backend=self.backend)
 
     def validated(self, epoch: int) -> bool:

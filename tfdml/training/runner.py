@@ -24,22 +24,29 @@ from tfdml.config import Config, config_from_dict, diff_configs, load_config, sa
 from tfdml.config.schema import RESUMABLE_KEYS
 from tfdml.data import DatasetTable, reraise_data_errors
 from tfdml.distribute import get_strategy
-from tfdml.errors import ArtifactError, ConfigError
+from tfdml.errors import ArtifactError, ConfigError, non_finite_hint
 from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.export import export_saved_model
 from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
+from tfdml.training.lock import RunLock
 
 
 def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Train `config` to the end (or resume it), then evaluate on the test classes and export.
 
     `callbacks` run after tfdml's own (validation, checkpointing), so they see `val_*` metrics.
+    The run directory is locked (`RUN_DIR/.lock`) while it runs: a second run of it fails at once.
     """
+    with RunLock(Path(config.output_dir) / config.name):
+        return _run(config, log, callbacks)
+
+
+def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]) -> dict[str, Any]:
     run_dir = Path(config.output_dir) / config.name
     keras.utils.set_random_seed(config.seed)
-    state = _resume_state(run_dir, config)
+    state = _resume_state(run_dir, config, log)
 
     data = build_data(config, log)
     log(f"data: {config.data.dataset}: {data.summary()}")
@@ -66,11 +73,13 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     validation = RetrievalValidation(val_dataset, monitor=config.eval.monitor,
                                      every_epochs=config.eval.every_epochs, ks=config.eval.ks,
                                      backend=config.eval.backend)
+    validation.hint = non_finite_hint(config.optimizer.learning_rate)
     budget = TimeBudget(config.train.time_budget_s)
     checkpoint = RunCheckpoint(run_dir / "checkpoints", validation, budget)
     start_epoch = 0
     if state is not None:
         start_epoch = _restore(model, checkpoint, validation, budget, state)
+        _apply_learning_rate(model, config)
         log(f"resuming {run_dir} after epoch {start_epoch} (best val {config.eval.monitor} "
             f"{validation.best_value:.4f} at epoch {validation.best_epoch})")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +96,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
         callbacks = [
             validation,  # first: later callbacks log and checkpoint its val_* metrics
             *rounds,
-            NaNGuard(checkpoint.last_path),
+            NaNGuard(checkpoint.last_path, non_finite_hint(config.optimizer.learning_rate)),
             budget,
             checkpoint,
             keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
@@ -188,7 +197,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
     return config, model
 
 
-def _resume_state(run_dir: Path, config: Config) -> dict | None:
+def _resume_state(run_dir: Path, config: Config, log: Any = print) -> dict | None:
     """The checkpoint state to resume from, after checking the checkpoint belongs to this config."""
     state_path, saved_config = run_dir / "checkpoints" / "state.json", run_dir / "config.yaml"
     if not (state_path.is_file() and state_path.with_name("last.keras").is_file()):
@@ -206,7 +215,34 @@ def _resume_state(run_dir: Path, config: Config) -> dict | None:
             f"{run_dir} holds a checkpoint of another config (differs in: {', '.join(changed)}). "
             f"Rerun with the same config to resume, pick another run with `name=...`, or delete {run_dir}."
         )
-    return json.loads(state_path.read_text())
+    checkpoint = RunCheckpoint(run_dir / "checkpoints", None, None)  # type: ignore[arg-type]
+    if not checkpoint.manifest_path.is_file():
+        log(f"{checkpoint.directory} has no manifest (written by an older tfdml): resuming without checking "
+            "that its files are of the same epoch")
+    state = checkpoint.check()
+    for key in diff_configs(previous, config):
+        old, new = (_value(c, key) for c in (previous, config))
+        if key == "train.epochs" and config.optimizer.schedule != "constant":
+            log(f"train.epochs changed from {old} to {new} on resume: the {config.optimizer.schedule} learning-rate "
+                f"schedule is rebuilt for {new} epochs and continues at epoch {state['epoch']} of it (so the rate "
+                "jumps); rerun with the old train.epochs to keep the old schedule")
+        elif key.startswith("optimizer."):
+            log(f"{key} changed from {old} to {new} on resume: the optimizers keep their state and use the new value")
+    return state
+
+
+def _value(config: Config, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _apply_learning_rate(model: Any, config: Config) -> None:
+    """A constant learning rate is a variable of the optimizer, restored from the checkpoint with its state:
+    set it to the config's (times each group's multiplier), so that a resumed run uses a changed rate."""
+    for group, optimizer in [("", model.optimizer), *model.group_optimizers.items()]:
+        if isinstance(optimizer._learning_rate, keras.Variable):
+            optimizer.learning_rate.assign(config.optimizer.learning_rate * model.lr_multipliers.get(group, 1.0))
 
 
 def _restore(model: Any, checkpoint: RunCheckpoint, validation: RetrievalValidation, budget: TimeBudget,
