@@ -152,6 +152,8 @@ def test_no_validation_classes_trains_the_schedule_and_keeps_the_last_weights(sh
     run(tiny(tmp_path, shapes, "name=noval", "data.val_fraction=0", "export.saved_model=false", "train.epochs=3"),
         log=messages.append)
     assert any("after epoch 2" in m for m in messages)
+    assert any("train.epochs changed from 2 to 3 on resume: the cosine learning-rate schedule is rebuilt" in m
+               for m in messages), messages
     assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 3
     assert keras.models.load_model(checkpoints / "last.keras").optimizer.iterations.numpy() == 6
 
@@ -335,3 +337,38 @@ def test_mixed_damaged_or_truncated_checkpoint_sets_give_one_line(shapes, tmp_pa
     line = one_error_line(cli("train", str(config), *TINY, f"data.root={shapes}", f"output_dir={tmp_path / 'runs'}",
                               *args, "train.epochs=3"), "tfdml-train")
     assert "not one set" in line
+
+
+def test_exported_models_and_commands_fail_in_one_line(shapes, tmp_path):
+    from tfdml.cli.export import export_run
+
+    run(tiny(tmp_path, shapes, "name=exp", "train.epochs=1", "export.saved_model=false"), log=lambda _: None)
+    run_dir = tmp_path / "runs" / "exp"
+    written = export_run(run_dir, log=lambda _: None)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+
+    # Output paths are checked before the work (a path below a file: unwritable even for root).
+    line = one_error_line(cli("export", str(run_dir), "--out", str(a_file / "out")), "tfdml-export")
+    assert "--out" in line and "cannot create" in line
+    query = str(next(shapes.rglob("*.jpg")))
+    line = one_error_line(cli("search", str(written["retrieval_model"]), "--query", query, "--png",
+                              str(a_file / "grid.png")), "tfdml-search")
+    assert "--png" in line and "cannot create" in line
+
+    # A batch of 0 images gives 0 results.
+    embedder = tf.saved_model.load(str(written["saved_model"]))
+    empty = tf.zeros([0, 16, 16, 3])
+    assert embedder.serve(empty).shape == (0, 8)
+    assert embedder.signatures["serve"](images=empty)["output_0"].shape == (0, 8)
+    assert embedder.serve_uint8(tf.zeros([0, 16, 16, 3], tf.uint8)).shape == (0, 8)
+    retrieval = tf.saved_model.load(str(written["retrieval_model"]))
+    found = retrieval.search(empty, tf.constant(3))
+    assert found["ids"].shape == (0, 3) and found["scores"].shape == (0, 3)
+    assert retrieval.embed(empty).shape == (0, 8)
+
+    # A manifest that disagrees with its SavedModel.
+    manifest = written["saved_model"] / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"image_size": 16', '"image_size": 24'))
+    line = one_error_line(cli("eval", str(written["saved_model"]), "--dataset", str(shapes)), "tfdml-eval")
+    assert "image_size 24" in line and "takes 16" in line

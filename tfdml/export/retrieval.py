@@ -30,7 +30,7 @@ from tfdml.data.table import DatasetTable
 from tfdml.errors import DataError
 from tfdml.evaluation.callback import embed_dataset
 from tfdml.evaluation.neighbours import l2_normalise
-from tfdml.export.saved_model import KIND_RETRIEVAL, base_manifest, mark_kind, output_dim, write_archive
+from tfdml.export.saved_model import KIND_RETRIEVAL, base_manifest, empty_safe, mark_kind, output_dim, write_archive
 
 Embedder = keras.Model | Callable[[tf.Tensor], Any]
 GALLERY_IMAGES = "gallery_images.npz"
@@ -79,16 +79,18 @@ def export_retrieval_model(
     gallery_var = tf.Variable(unit, trainable=False, name="gallery")
     images_spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")
 
+    embed = empty_safe(model, image_size)
+
     def search(images: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         valid = tf.logical_and(k >= 1, k <= size)
         check = tf.debugging.Assert(valid, [f"tfdml: k must be between 1 and the gallery size {size}; got k =", k])
         with tf.control_dependencies([check]):
-            queries = tf.math.l2_normalize(model(images, training=False), axis=1)
+            queries = tf.math.l2_normalize(embed(images), axis=1)
             top = tf.math.top_k(tf.matmul(queries, gallery_var, transpose_b=True), k=k)  # ties: smaller id first
         return {"ids": top.indices, "scores": top.values}
 
     archive.add_endpoint("search", search, input_signature=[images_spec, tf.TensorSpec([], tf.int32, name="k")])
-    embed = archive.add_endpoint("embed", lambda images: model(images, training=False), input_signature=[images_spec])
+    embed = archive.add_endpoint("embed", embed, input_signature=[images_spec])
     mark_kind(archive, KIND_RETRIEVAL)
     if output_dim(embed) != dim:
         raise ValueError(f"the gallery embeddings have {dim} dimensions but the model embeds in {output_dim(embed)}")

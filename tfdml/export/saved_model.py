@@ -52,19 +52,32 @@ def export_saved_model(model: keras.Model, path: str | Path, image_size: int, re
     shape = [None, image_size, image_size, 3]
     archive = keras.export.ExportArchive()
     archive.track(model)
+    embed = empty_safe(model, image_size)
     serve = archive.add_endpoint(
-        "serve", lambda images: model(images, training=False),
-        input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
+        "serve", embed, input_signature=[tf.TensorSpec(shape, tf.float32, name="images")]
     )
     archive.add_endpoint(
         "serve_uint8",
-        lambda images: model(tf.cast(images, tf.float32), training=False),
+        lambda images: embed(tf.cast(images, tf.float32)),
         input_signature=[tf.TensorSpec(shape, tf.uint8, name="images")],
     )
     mark_kind(archive, KIND_EMBEDDING)
     manifest = base_manifest(KIND_EMBEDDING, image_size, resize, output_dim(serve))
     write_archive(archive, path, manifest)
     return path
+
+
+def empty_safe(model: keras.Model, image_size: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`model(images, training=False)`, and an empty `[0, dim]` for a batch of 0 images (which BatchNorm's
+    kernels reject with a shape error)."""
+    probe = model(tf.zeros([1, image_size, image_size, 3]), training=False)
+    dim, dtype = int(probe.shape[-1]), probe.dtype
+
+    def embed(images: tf.Tensor) -> tf.Tensor:
+        return tf.cond(tf.shape(images)[0] > 0, lambda: model(images, training=False),
+                       lambda: tf.zeros([0, dim], dtype))
+
+    return embed
 
 
 def mark_kind(archive: Any, kind: str) -> None:
@@ -202,5 +215,9 @@ def load_exported(path: str | Path) -> ExportedModel:
         raise ArtifactError(f"{path} is a retrieval SavedModel without its {MANIFEST} (the gallery's paths and "
                             f"labels); copy it along with the SavedModel or re-export with tfdml-export")
     signature = signatures["serve" if kind == KIND_EMBEDDING else "embed"]
-    image_size = int(manifest.get("image_size") or signature.structured_input_signature[1]["images"].shape[1])
+    takes = signature.structured_input_signature[1]["images"].shape[1]
+    image_size = int(manifest.get("image_size") or takes)
+    if takes is not None and image_size != int(takes):
+        raise ArtifactError(f"{path / MANIFEST} says image_size {image_size} but the SavedModel takes {takes} px "
+                            f"images: the manifest belongs to another export; re-export with tfdml-export")
     return ExportedModel(path, kind, image_size, manifest.get("resize"), manifest, obj)
