@@ -71,8 +71,8 @@ def test_run_writes_the_run_directory_and_resumes_identically(tmp_path):
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     run(tiny_config(tmp_path, "name=a", "train.epochs=1", "export.saved_model=false"), log=lambda _: None)
-    with pytest.raises(ConfigError, match=r"checkpoint of another config \(differs in: optimizer.learning_rate\)"):
-        run(tiny_config(tmp_path, "name=a", "train.epochs=1", "optimizer.learning_rate=0.5"), log=lambda _: None)
+    with pytest.raises(ConfigError, match=r"checkpoint of another config \(differs in: optimizer.weight_decay\)"):
+        run(tiny_config(tmp_path, "name=a", "train.epochs=1", "optimizer.weight_decay=0.5"), log=lambda _: None)
 
 
 def test_nan_loss_stops_with_a_clear_error(tmp_path):

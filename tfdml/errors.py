@@ -28,5 +28,12 @@ class ArtifactError(TfdmlError):
     """A run directory or an exported SavedModel is missing, incomplete, or of another kind than expected."""
 
 
-NON_FINITE_HINT = ("Lower optimizer.learning_rate, set optimizer.clipnorm (e.g. 10), or check the loss arguments "
-                   "and the input images.")
+def non_finite_hint(learning_rate: float | None = None) -> str:
+    """What to do about a NaN loss: overrides that a resumed run accepts (and applies), then the rest."""
+    rate = f"optimizer.learning_rate={learning_rate / 10:g}" if learning_rate else "a lower optimizer.learning_rate"
+    return (f"Lower optimizer.learning_rate (rerun the same command with {rate}) or set optimizer.clipnorm=10: "
+            "a rerun with either resumes from the last checkpoint; otherwise check the loss arguments and the "
+            "input images.")
+
+
+NON_FINITE_HINT = non_finite_hint()

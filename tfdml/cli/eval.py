@@ -61,6 +61,10 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     from tfdml.training import evaluate_table, load_run
     from tfdml.training.builders import build_table
 
+    from tfdml.cli.common import check_output_path
+
+    if out is not None:
+        check_output_path(out, "--out")
     source = Path(model)
     run_config = None
     if (source / "saved_model.pb").is_file():

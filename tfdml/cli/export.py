@@ -49,7 +49,11 @@ def export_run(run_dir: str | Path, gallery: str = "test", out: str | Path | Non
     from tfdml.training import load_run
     from tfdml.training.builders import build_table
 
+    from tfdml.cli.common import check_output_path
+
     run_dir = Path(run_dir)
+    if out is not None:
+        check_output_path(out, "--out", directory=True)
     config, model = load_run(run_dir)
     out = Path(out) if out is not None else run_dir
     size, resize = config.data.image_size, config.data.eval_resize

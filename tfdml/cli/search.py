@@ -67,6 +67,10 @@ def search(model: str | Path, queries: Sequence[str], *, gallery: str | Path | N
     from tfdml.evaluation import nearest_neighbours
     from tfdml.export import KIND_RETRIEVAL, embed_table, load_exported, read_image_folder
 
+    if png is not None:
+        from tfdml.cli.common import check_output_path
+
+        check_output_path(png, "--png")
     exported = load_exported(model)
     if gallery is None and exported.kind != KIND_RETRIEVAL:
         raise ArtifactError(f"{model} is an {exported.kind} SavedModel: it holds no gallery to search; pass "

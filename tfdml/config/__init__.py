@@ -41,6 +41,7 @@ def config_from_dict(raw: dict, origins: dict[str, str] | None = None) -> Config
     """Validate a plain mapping (e.g. a saved `config.yaml`) into a `Config`."""
     config = build(Config, raw, origins or {})
     _check_registered(config, origins or {})
+    _check_consistent(config, origins or {})
     return config
 
 
@@ -110,3 +111,39 @@ def _check_args(kind: str, name: str, registry: dict, args: dict, name_key: str,
                 f"{_where(f'{args_key}.{key}', origins)}: `{key}` is not an argument of {kind} `{name}`"
                 f"{_suggest(key, params, args_key + '.')} Its arguments: {', '.join(params) or 'none'}"
             )
+
+
+# Losses whose positives are other images of the batch: with one image per class (sampler.m=1) they
+# see no positive pair and train at loss 0 (unless a cross-batch memory supplies positives).
+SAMPLE_PAIR_LOSSES = ("contrastive", "multi_similarity", "triplet")
+
+
+def _check_consistent(config: Config, origins: dict[str, str]) -> None:
+    """Values that are each valid but make no sense together (or at all): rejected at load time, one line each."""
+    from tfdml.config.loader import _where
+
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(f"{_where(key, origins)}: {message}")
+
+    data, ev = config.data, config.eval
+    for key in ("test_fraction", "val_fraction"):
+        if getattr(data, key) >= 1.0:
+            fail(f"data.{key}", f"`data.{key}` is {getattr(data, key)!r}; it must be in [0, 1): some classes must "
+                                "train (0 is allowed: no such classes)")
+    if config.protocol == "mlrc" and data.test_fraction == 0:
+        fail("data.test_fraction", "`data.test_fraction` is 0 with protocol: mlrc, whose report is on the test "
+                                   "classes; give test classes or use protocol: conventional")
+    if not ev.ks or any(k < 1 for k in ev.ks):
+        fail("eval.ks", f"`eval.ks` is {list(ev.ks)!r}; it must list at least one k >= 1 (the Recall@K to report), "
+                        "e.g. [1, 2, 4, 8]")
+    if ev.monitor.startswith("recall@") and int(ev.monitor.partition("@")[2]) not in ev.ks:
+        fail("eval.monitor", f"`eval.monitor` is {ev.monitor!r} but `eval.ks` {list(ev.ks)!r} does not compute it; "
+                             f"add {ev.monitor.partition('@')[2]} to eval.ks or monitor map@r")
+    low, high = config.augment.crop_scale
+    if not 0.0 < low <= high <= 1.0:
+        fail("augment.crop_scale", f"`augment.crop_scale` is {[low, high]!r}; it must be [low, high] with "
+                                   "0 < low <= high <= 1 (fractions of the image area), e.g. [0.16, 1.0]")
+    if config.sampler.m < 2 and config.loss.name in SAMPLE_PAIR_LOSSES and not config.loss.xbm.memory_size:
+        fail("sampler.m", f"`sampler.m` is 1 with the pair loss `{config.loss.name}`: a batch of one image per class "
+                          "has no positive pair and the loss stays 0; use sampler.m >= 2 (e.g. 4), a proxy loss, "
+                          "or a cross-batch memory (loss.xbm.memory_size)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -43,15 +44,35 @@ def read_yaml_chain(path: str | Path) -> list[tuple[Path, dict]]:
         if not current.is_file():
             raise ConfigError(f"config file not found: {current}")
         try:
-            data = yaml.safe_load(current.read_text()) or {}
+            text = current.read_text(encoding="utf-8")
+            data = yaml.safe_load(text)
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{current}: not UTF-8 text (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
+                              "save the config as UTF-8") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{current}: not valid YAML: {err}") from None
+            raise ConfigError(f"{current}: not valid YAML: {' '.join(str(err).split())}") from None
+        if data is None:
+            raise ConfigError(f"{current}: the file is empty (or only comments); set at least one key, e.g. "
+                              "`base: emoji.yaml` to train the emoji defaults")
+        _reject_nan(data, str(current))
         if not isinstance(data, dict):
             raise ConfigError(f"{current}: the top level must be a mapping of keys, got {type(data).__name__}")
         base = data.pop("base", None)
         chain.append((current, data))
         current = (current.parent / base) if base else None
     return chain[::-1]
+
+
+def _reject_nan(value: Any, where: str, path: str = "") -> None:
+    """NaN anywhere (`.nan` in YAML, `nan` on the command line) would train silently on garbage."""
+    if isinstance(value, float) and math.isnan(value):
+        raise ConfigError(f"{where}: `{path.lstrip('.') or 'value'}` is NaN; give a number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _reject_nan(v, where, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _reject_nan(v, where, f"{path}[{i}]")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -63,6 +84,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    _reject_nan(value, COMMAND_LINE, key.strip())
     return key.strip(), value
 
 
@@ -199,13 +221,18 @@ def _scalar(value: Any, tp: type, path: str, where: str) -> Any:
         raise ConfigError(f"{where}: `{path}` must be an integer, got {value!r}")
     if tp is float:
         # PyYAML reads `1e-3` (no dot) as a string: accept any text that parses as a number.
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and math.isnan(number):
+            raise ConfigError(f"{where}: `{path}` is NaN; give a number")
+        if number is not None:
+            return number
         raise ConfigError(f"{where}: `{path}` must be a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -167,4 +167,6 @@ class Config:
 
 # Keys that may change between an interrupted run and its resumption without making the checkpoint
 # belong to another experiment.
-RESUMABLE_KEYS = ("train.epochs", "train.time_budget_s", "train.verbose", "output_dir", "name", "export.saved_model")
+RESUMABLE_KEYS = ("train.epochs", "train.time_budget_s", "train.verbose", "output_dir", "name", "export.saved_model",
+                  # NaN recovery: the resumed optimizers take the new rate and clipping (their state is kept)
+                  "optimizer.learning_rate", "optimizer.clipnorm", "optimizer.clipvalue")

@@ -21,7 +21,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,30 +295,88 @@ def eval_dataset(table: DatasetTable, *, image_size: int, batch_size: int, bbox_
     return ds.prefetch(AUTOTUNE)
 
 
-def find_bad_images(table: DatasetTable, *, decode: bool = False) -> list[tuple[int, str]]:
+def find_bad_images(table: DatasetTable, *, decode: bool = False, cache_dir: str | Path | None = None,
+                    workers: int | None = None) -> list[tuple[int, str]]:
     """`(row, reason)` for each file that is missing or not an image.
 
     Checks existence and the format's magic bytes (fast); with ``decode=True`` also decodes every
-    file, which finds truncated files too. Tables with in-memory images have none.
+    file, which finds truncated and garbled files too. Decoding runs on a thread pool (TensorFlow's
+    decoders release the GIL), and its verdict is cached per file list (paths, sizes and
+    modification times) under ``cache_dir`` (default ``$TFDML_CACHE`` or ``~/.cache/tfdml``, then
+    ``image_checks/``), so a rerun on unchanged files is instant. Tables with in-memory images have none.
     """
     if table.images is not None:
         return []
     bad: list[tuple[int, str]] = []
+    stats: list[str] = []
     for row, path in enumerate(table.path):
         p = Path(path)
-        if not p.is_file():
+        try:
+            st = p.stat()
+        except OSError:
+            st = None
+        if st is None or not p.is_file():
             bad.append((row, f"{path} (missing)"))
             continue
+        stats.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}")
         with open(p, "rb") as f:
             head = f.read(8)
         if not head.startswith(_MAGIC):
             bad.append((row, f"{path} (not a JPEG, PNG, GIF or BMP file)"))
-        elif decode:
-            try:
-                tf.io.decode_image(tf.io.read_file(str(p)), expand_animations=False)
-            except tf.errors.InvalidArgumentError as err:
-                bad.append((row, f"{path} (cannot be decoded: {_tf_message(err)})"))
-    return bad
+    if not decode:
+        return bad
+    cache = _check_cache_path(stats, cache_dir)
+    known = {row for row, _ in bad}
+    rows = [row for row in range(len(table)) if row not in known]
+    undecodable = _read_check_cache(cache)
+    if undecodable is None:
+        undecodable = {str(table.path[row]): why for row, why in _undecodable(table.path, rows, workers)}
+        _write_check_cache(cache, undecodable)
+    bad += [(row, f"{table.path[row]} (cannot be decoded: {undecodable[table.path[row]]})")
+            for row in rows if table.path[row] in undecodable]
+    return sorted(bad)
+
+
+def _undecodable(paths: np.ndarray, rows: list[int], workers: int | None) -> list[tuple[int, str]]:
+    """`(row, reason)` of the files in `rows` that TensorFlow cannot decode, decoded on a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def check(row: int) -> tuple[int, str] | None:
+        try:
+            data = tf.io.read_file(str(paths[row]))
+            if tf.strings.substr(data, 0, 3).numpy() == _MAGIC[0]:
+                tf.io.decode_jpeg(data)  # what training uses for JPEGs: stricter than decode_image's sniffing
+            else:
+                tf.io.decode_image(data, expand_animations=False)
+        except tf.errors.OpError as err:
+            return row, _tf_message(err)
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 1) * 2)) as pool:
+        return [found for found in pool.map(check, rows) if found is not None]
+
+
+def _check_cache_path(stats: list[str], cache_dir: str | Path | None) -> Path:
+    base = Path(cache_dir) if cache_dir is not None else (
+        Path(os.environ.get("TFDML_CACHE") or Path.home() / ".cache" / "tfdml") / "image_checks")
+    return base / (hashlib.sha256("\n".join(stats).encode()).hexdigest()[:32] + ".json")
+
+
+def _read_check_cache(path: Path) -> dict[str, str] | None:
+    try:
+        return {str(p): str(why) for p, why in json.loads(path.read_text())["undecodable"].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or unreadable: decode again
+
+
+def _write_check_cache(path: Path, undecodable: dict[str, str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"undecodable": undecodable}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the next run the decoding
 
 
 def validate_images(table: DatasetTable, *, decode: bool = False, max_listed: int = 5) -> None:
@@ -329,12 +390,15 @@ def validate_images(table: DatasetTable, *, decode: bool = False, max_listed: in
 
 
 @contextlib.contextmanager
-def reraise_data_errors() -> Iterator[None]:
+def reraise_data_errors(table: DatasetTable | None = None) -> Iterator[None]:
     """Turn TensorFlow errors about unreadable image files, raised while iterating, into DataErrors.
 
+    With the `table` being read, a file that fails to decode is found (decoding every file, in
+    parallel and cached) and named in the error.
+
     Example:
-        >>> with reraise_data_errors():  # doctest: +SKIP
-        ...     model.fit(train_dataset(...), ...)
+        >>> with reraise_data_errors(table):  # doctest: +SKIP
+        ...     model.fit(train_dataset(table, ...), ...)
     """
     try:
         yield
@@ -346,6 +410,8 @@ def reraise_data_errors() -> Iterator[None]:
             raise DataError(f"{named.group(1)} is {_NOT_AN_IMAGE.removeprefix('tfdml: ').rstrip(':')}; fix or "
                             "remove it (tfdml.data.validate_images(table) lists every such file)") from None
         if re.search(r"Decode|Jpeg|JPEG", err.message):  # the training path's JPEGs fail in ExtractJpegShape too
+            if table is not None:
+                validate_images(table, decode=True)  # names the files
             raise DataError(f"an image file cannot be decoded ({_tf_message(err)}); run "
                             "tfdml.data.validate_images(table, decode=True) to find it") from None
         raise

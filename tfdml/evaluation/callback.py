@@ -51,7 +51,9 @@ class RetrievalValidation(keras.callbacks.Callback):
     restored (`restore_best=True`). Model selection must use validation classes, never test classes.
     """
 
-    def __init__(self, dataset: tf.data.Dataset, *, monitor: str = "map@r", every_epochs: int = 1,
+    hint = NON_FINITE_HINT  # what a non-finite embedding's error suggests (the runner names the config's rate)
+
+    def __init__(self, dataset: tf.data.Dataset | None, *, monitor: str = "map@r", every_epochs: int = 1,
                  ks: Sequence[int] = (1, 2, 4, 8), backend: str = "auto", restore_best: bool = True,
                  best_value: float = -np.inf, best_epoch: int = -1) -> None:
         super().__init__()
@@ -66,7 +68,7 @@ class RetrievalValidation(keras.callbacks.Callback):
         embeddings, labels = embed_dataset(self.model, self.dataset)
         if not np.isfinite(embeddings).all():
             raise TfdmlError(f"the model's embeddings became NaN or infinite by the end of epoch {epoch + 1}. "
-                             f"{NON_FINITE_HINT}")
+                             f"{self.hint}")
         return evaluate_retrieval(embeddings, labels, ks=self.ks, backend=self.backend)
 
     def validated(self, epoch: int) -> bool:
@@ -75,7 +77,7 @@ class RetrievalValidation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Validate (once per epoch: callbacks that act on the metric may call this first themselves)."""
-        if (epoch + 1) % self.every_epochs:
+        if self.dataset is None or (epoch + 1) % self.every_epochs:  # no dataset: no validation classes
             return
         if not self.validated(epoch):
             metrics = self.evaluate(epoch)

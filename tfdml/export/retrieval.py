@@ -33,7 +33,7 @@ from tfdml.errors import DataError
 from tfdml.evaluation.callback import embed_dataset
 from tfdml.evaluation.neighbours import l2_normalise
 from tfdml.export.saved_model import (KIND_RETRIEVAL, add_image_endpoints, base_manifest, mark_kind, output_dim,
-                                      write_archive)
+                                      unit_embeddings, write_archive)
 from tfdml.export.serving import ANY_IMAGES, ENCODED_IMAGES, decode_images, prepare_images
 
 Embedder = keras.Model | Callable[[tf.Tensor], Any]
@@ -83,11 +83,13 @@ def export_retrieval_model(
     archive.track(model)
     gallery_var = tf.Variable(unit, trainable=False, name="gallery")
 
+    embed_unit = unit_embeddings(model, image_size)
+
     def search_prepared(images: tf.Tensor, k: tf.Tensor) -> dict[str, tf.Tensor]:
         valid = tf.logical_and(k >= 1, k <= size)
         check = tf.debugging.Assert(valid, [f"tfdml: k must be between 1 and the gallery size {size}; got k =", k])
         with tf.control_dependencies([check]):
-            queries = tf.math.l2_normalize(model(images, training=False), axis=1)
+            queries = embed_unit(images)
             top = tf.math.top_k(tf.matmul(queries, gallery_var, transpose_b=True), k=k)  # ties: smaller id first
         return {"ids": top.indices, "scores": top.values}
 

@@ -61,17 +61,18 @@ def export_saved_model(model: keras.Model, path: str | Path, image_size: int, re
     return path
 
 
-def unit_embeddings(model: keras.Model) -> Callable[[Any], Any]:
+def unit_embeddings(model: keras.Model, image_size: int) -> Callable[[Any], Any]:
     """Images -> L2-normalised embeddings: the model's own outputs when its head L2-normalises, else
     normalised here (a CCP head ends in the unit-ball projection, whose norms can be below 1).
 
     Example:
-        >>> embed = unit_embeddings(model)  # doctest: +SKIP
+        >>> embed = unit_embeddings(model, 32)  # doctest: +SKIP
         >>> tf.norm(embed(images), axis=1)  # all 1  # doctest: +SKIP
     """
+    embed = empty_safe(model, image_size)
     if getattr(getattr(model, "head", None), "normalize", "l2") == "l2":
-        return lambda images: model(images, training=False)
-    return lambda images: tf.math.l2_normalize(model(images, training=False), axis=1)
+        return embed
+    return lambda images: tf.math.l2_normalize(embed(images), axis=1)
 
 
 def add_image_endpoints(archive: Any, model: keras.Model, image_size: int, resize: int | None, name: str) -> Any:
@@ -82,7 +83,7 @@ def add_image_endpoints(archive: Any, model: keras.Model, image_size: int, resiz
     """
     from tfdml.export.serving import ANY_IMAGES, ANY_UINT8_IMAGES, ENCODED_IMAGES, decode_images, prepare_images
 
-    unit = unit_embeddings(model)
+    unit = unit_embeddings(model, image_size)
 
     def embed(images: tf.Tensor) -> tf.Tensor:
         return unit(prepare_images(images, image_size, resize))
@@ -92,6 +93,19 @@ def add_image_endpoints(archive: Any, model: keras.Model, image_size: int, resiz
     archive.add_endpoint(f"{name}_bytes", lambda images: unit(decode_images(images, image_size, resize)),
                          input_signature=[ENCODED_IMAGES])
     return endpoint
+
+
+def empty_safe(model: keras.Model, image_size: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """`model(images, training=False)`, and an empty `[0, dim]` for a batch of 0 images (which BatchNorm's
+    kernels reject with a shape error)."""
+    probe = model(tf.zeros([1, image_size, image_size, 3]), training=False)
+    dim, dtype = int(probe.shape[-1]), probe.dtype
+
+    def embed(images: tf.Tensor) -> tf.Tensor:
+        return tf.cond(tf.shape(images)[0] > 0, lambda: model(images, training=False),
+                       lambda: tf.zeros([0, dim], dtype))
+
+    return embed
 
 
 def mark_kind(archive: Any, kind: str) -> None:
@@ -229,5 +243,9 @@ def load_exported(path: str | Path) -> ExportedModel:
         raise ArtifactError(f"{path} is a retrieval SavedModel without its {MANIFEST} (the gallery's paths and "
                             f"labels); copy it along with the SavedModel or re-export with tfdml-export")
     signature = signatures["serve" if kind == KIND_EMBEDDING else "embed"]
-    image_size = int(manifest.get("image_size") or signature.structured_input_signature[1]["images"].shape[1])
+    takes = signature.structured_input_signature[1]["images"].shape[1]
+    image_size = int(manifest.get("image_size") or takes)
+    if takes is not None and image_size != int(takes):
+        raise ArtifactError(f"{path / MANIFEST} says image_size {image_size} but the SavedModel takes {takes} px "
+                            f"images: the manifest belongs to another export; re-export with tfdml-export")
     return ExportedModel(path, kind, image_size, manifest.get("resize"), manifest, obj)

@@ -60,14 +60,20 @@ def build_table(config: Config, log: Callable[[str], None] = print) -> DatasetTa
     """
     cfg = config.data
     table = read_dataset(cfg.dataset, root=cfg.root, **cfg.reader_args)
-    if cfg.skip_bad_images:
-        bad = find_bad_images(table)
+    if cfg.skip_bad_images:  # decodes every file (in parallel, cached per file list)
+        bad = find_bad_images(table, decode=True)
         if bad:
-            log(f"skipping {len(bad)} of {len(table)} images that cannot be read, e.g. {bad[0][1]}")
+            listed = "; ".join(reason for _, reason in bad[:3]) + ("; ..." if len(bad) > 3 else "")
+            log(f"skipping {len(bad)} of {len(table)} images that cannot be read (data.skip_bad_images): {listed}")
             table = table.select(np.setdiff1d(np.arange(len(table)), [row for row, _ in bad]))
     validate_images(table)  # name unreadable files now, not mid-epoch
+    read = table
     table = split_classes(table, test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                           min_images=cfg.min_images, seed=cfg.split_seed, keep_split=True)
+    dropped = np.setdiff1d(np.unique(read.label), np.unique(table.label))
+    if len(dropped):
+        log(f"dropped {len(dropped)} classes with fewer than data.min_images={cfg.min_images} images "
+            f"({len(read) - len(table)} images), e.g. '{read.class_names[dropped[0]]}'")
     if cfg.folds:  # MLRC: validate on one contiguous fold of the training classes
         table = fold_split(table, cfg.folds, cfg.fold)
     return table
@@ -75,6 +81,8 @@ def build_table(config: Config, log: Callable[[str], None] = print) -> DatasetTa
 
 def build_data(config: Config, log: Callable[[str], None] = print) -> Data:
     table = build_table(config, log)
+    if not config.data.skip_bad_images:  # a bad evaluation image fails now, not after training
+        validate_images(table.select(np.isin(table.split, ("val", "test"))), decode=True)
     train = table.subset("train")
     sampler = MPerClassSampler(train.label, m=config.sampler.m, batch_size=config.sampler.batch_size, seed=config.seed)
     return Data(table, train, table.subset("val"), table.subset("test"), sampler)
@@ -85,7 +93,7 @@ def _values_of(section: str) -> Iterator[None]:
     """A component built from `section` that rejects a value (ValueError) names the config keys to fix."""
     try:
         yield
-    except ValueError as err:
+    except (ValueError, TypeError) as err:  # TypeError: e.g. a string where a list of numbers belongs
         raise ConfigError(f"{section}: {err}") from err
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -11,16 +12,16 @@ from typing import Any
 
 import keras
 
-from tfdml.errors import NON_FINITE_HINT, TfdmlError
+from tfdml.errors import NON_FINITE_HINT, ArtifactError, TfdmlError
 from tfdml.evaluation.callback import RetrievalValidation
 
 
 class NaNGuard(keras.callbacks.Callback):
     """Stop with a clear error (not a silent NaN model) when the training loss stops being finite."""
 
-    def __init__(self, checkpoint: Path | None = None) -> None:
+    def __init__(self, checkpoint: Path | None = None, hint: str = NON_FINITE_HINT) -> None:
         super().__init__()
-        self.checkpoint = checkpoint
+        self.checkpoint, self.hint = checkpoint, hint
         self.epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -33,7 +34,7 @@ class NaNGuard(keras.callbacks.Callback):
                     if self.checkpoint is not None and self.checkpoint.is_file() else "")
             raise TfdmlError(
                 f"the training loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}. "
-                f"{NON_FINITE_HINT}{hint}"
+                f"{self.hint}{hint}"
             )
 
 
@@ -89,9 +90,63 @@ class RunCheckpoint(keras.callbacks.Callback):
             "validation": self.validation.history,
         }
         _atomic(self.state_path, lambda p: Path(p).write_text(json.dumps(state, indent=1)))
+        # Written last: names the files of this epoch, so a set mixed from two epochs is detected on resume.
+        files = [p for p in (self.last_path, self.state_path, self.best_path) if p.is_file()]
+        manifest = {"epoch": epoch + 1, "files": {p.name: _fingerprint(p) for p in files}}
+        _atomic(self.manifest_path, lambda p: Path(p).write_text(json.dumps(manifest, indent=1)))
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST
+
+    def check(self) -> dict:
+        """The checkpoint's state after checking that its files are the set its manifest names.
+
+        Raises an ArtifactError (one line: what is wrong, what to do) for a mixed, damaged or
+        truncated set. A checkpoint without a manifest (an older tfdml) returns its state unchecked.
+        """
+        run_dir = self.directory.parent
+        todo = (f"delete {run_dir} to start over (or train under another name=...); its best weights, if any, "
+                f"are {self.best_path}")
+        if self.manifest_path.is_file():
+            try:
+                manifest = json.loads(self.manifest_path.read_text())
+                epoch, files = int(manifest["epoch"]), dict(manifest["files"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise ArtifactError(f"{self.manifest_path} is damaged ({type(err).__name__}); {todo}") from None
+            for name, expected in files.items():
+                path = self.directory / name
+                if not path.is_file():
+                    raise ArtifactError(f"the checkpoint in {self.directory} is incomplete: {name} of epoch {epoch} "
+                                        f"is missing; {todo}")
+                if _fingerprint(path) != expected:
+                    raise ArtifactError(
+                        f"the checkpoint in {self.directory} is not one set: {name} is not the file of epoch {epoch} "
+                        f"that {MANIFEST} names (the run was stopped while writing a checkpoint, or the file was "
+                        f"damaged or replaced); {todo}")
+        try:
+            state = json.loads(self.state_path.read_text())
+            for key in ("epoch", "best_value", "best_epoch"):
+                float(state[key])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ArtifactError(f"{self.state_path} is damaged ({type(err).__name__}: {err}); {todo}") from None
+        return state
+
+
+MANIFEST = "manifest.json"
+
+
+def _fingerprint(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".tmp.{path.name}")
+    # The pid keeps two processes (which the run lock should prevent) from sharing a temporary file;
+    # the name keeps its suffix (Keras chooses the format by it).
+    tmp = path.with_name(f".tmp.{os.getpid()}.{path.name}")
     write(str(tmp))
     os.replace(tmp, path)

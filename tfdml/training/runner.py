@@ -24,7 +24,7 @@ from tfdml.config import Config, config_from_dict, diff_configs, load_config, sa
 from tfdml.config.schema import RESUMABLE_KEYS
 from tfdml.data import DatasetTable, reraise_data_errors
 from tfdml.distribute import get_strategy, is_chief, same_on_all_workers
-from tfdml.errors import ArtifactError, ConfigError
+from tfdml.errors import ArtifactError, ConfigError, non_finite_hint
 from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.evaluation.neighbours import as_unit_rows
@@ -32,6 +32,7 @@ from tfdml.export import export_saved_model
 from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 from tfdml.training.jit import choose_jit_compile
+from tfdml.training.lock import RunLock
 from tfdml.training.warmup import HeadWarmup
 
 
@@ -46,10 +47,18 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
     `callbacks` run after tfdml's own (validation, checkpointing), so they see `val_*` metrics.
     Under `distribute: multi_worker` every worker runs this; only the chief writes the run directory
     (the others read it to resume, so it must be on a filesystem they share) and tests and exports.
+    The chief locks the run directory (`RUN_DIR/.lock`) while it runs: a second run of it fails at once.
     """
+    if config.distribute == "multi_worker" and not is_chief():  # the chief holds the lock of the shared directory
+        return _run(config, log, callbacks)
+    with RunLock(Path(config.output_dir) / config.name):
+        return _run(config, log, callbacks)
+
+
+def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]) -> dict[str, Any]:
     run_dir = Path(config.output_dir) / config.name
     keras.utils.set_random_seed(config.seed)
-    state = _resume_state(run_dir, config)
+    state = _resume_state(run_dir, config, log)
 
     data = build_data(config, log)
     log(f"data: {config.data.dataset}: {data.summary()}")
@@ -65,15 +74,25 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
                       jit_compile=config.train.jit_compile is True)  # `auto` is measured before fit
         model.build_optimizers()
 
-    val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
+    val_dataset = None
+    if len(data.val):
+        val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
+    elif config.ccp.enabled:
+        raise ConfigError("ccp.enabled needs validation classes (its rounds follow the validation metric), but the "
+                          "split has none: set data.val_fraction > 0")
+    else:
+        log(f"no validation classes (data.val_fraction={config.data.val_fraction}): training all "
+            f"{config.train.epochs} epochs without validation; the last epoch's weights are kept")
     validation = RetrievalValidation(val_dataset, monitor=config.eval.monitor,
                                      every_epochs=config.eval.every_epochs, ks=config.eval.ks,
                                      backend=config.eval.backend)
+    validation.hint = non_finite_hint(config.optimizer.learning_rate)
     budget = TimeBudget(config.train.time_budget_s)
     checkpoint = RunCheckpoint(run_dir / "checkpoints", validation, budget)
     start_epoch = 0
     if state is not None:
         start_epoch = _restore(model, checkpoint, validation, budget, state)
+        _apply_learning_rate(model, config)
         log(f"resuming {run_dir} after epoch {start_epoch} (best val {config.eval.monitor} "
             f"{validation.best_value:.4f} at epoch {validation.best_epoch})")
     if not same_on_all_workers(strategy, start_epoch):  # workers on their own copies would diverge silently
@@ -100,12 +119,12 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
             *rounds,
             *([HeadWarmup(config.train.head_warmup_epochs, config.model.freeze_batchnorm, log)]
               if config.train.head_warmup_epochs else []),
-            NaNGuard(checkpoint.last_path),
+            NaNGuard(checkpoint.last_path, non_finite_hint(config.optimizer.learning_rate)),
             budget,
             *([checkpoint, keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False)] if chief else []),
             *callbacks,
         ]
-        with reraise_data_errors():
+        with reraise_data_errors(data.train):
             model.fit(data.train_dataset(config, start_epoch * steps), epochs=config.train.epochs,
                       initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
                       verbose=config.train.verbose)
@@ -116,30 +135,36 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
         return {"best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},
                 "validation": validation.history, "train_time_s": round(budget.spent_s, 1)}
 
-    with reraise_data_errors():
-        embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
-        train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
-    test = evaluate_table(embeddings, labels, data.test, config)
-    # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures),
-    # on the unit sphere as in the paper (CCP's unit-ball outputs have norms below 1).
-    embeddings, train_embeddings = as_unit_rows(embeddings), as_unit_rows(train_embeddings)
-    test["utilization"] = utilization(embeddings, train_embeddings)
-    if config.mixing.level != "none":
-        mixed = mix_embeddings(train_embeddings, train_labels, len(train_labels), config.mixing.alpha, config.seed)
-        test["utilization_mixed"] = utilization(embeddings, np.concatenate([train_embeddings, mixed]))
+    test, skipped = None, None
+    if len(data.test):
+        with reraise_data_errors(data.table):
+            embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
+            train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
+        test = evaluate_table(embeddings, labels, data.test, config)
+        # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures).
+        test["utilization"] = utilization(embeddings, train_embeddings)
+        if config.mixing.level != "none":
+            mixed = mix_embeddings(train_embeddings, train_labels, len(train_labels), config.mixing.alpha, config.seed)
+            test["utilization_mixed"] = utilization(embeddings, np.concatenate([train_embeddings, mixed]))
+    else:
+        skipped = f"no test classes (data.test_fraction={config.data.test_fraction}): the test evaluation was skipped"
+        log(skipped)
     metrics = {
         "test": test,
-        "best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},
+        **({"test_skipped": skipped} if skipped else {}),
+        "best_val": ({config.eval.monitor: validation.best_value, "epoch": validation.best_epoch}
+                     if validation.history else None),  # None: no validation classes
         "validation": validation.history,
         "train_time_s": round(budget.spent_s, 1),
         "jit_compile": jit_report,
         "data": data.summary(),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    np.savez(run_dir / "test_embeddings.npz", embeddings=embeddings, labels=labels,
-             is_query=data.test.is_query, is_gallery=data.test.is_gallery)  # for ensembles (MLRC's 512D)
-    log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
-        + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
+    if test is not None:
+        np.savez(run_dir / "test_embeddings.npz", embeddings=embeddings, labels=labels,
+                 is_query=data.test.is_query, is_gallery=data.test.is_gallery)  # for ensembles (MLRC's 512D)
+        log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
     if config.export.saved_model:
         path = export_saved_model(model, run_dir / "saved_model", image_size=config.data.image_size,
                                   resize=config.data.eval_resize)
@@ -211,7 +236,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
     return config, model
 
 
-def _resume_state(run_dir: Path, config: Config) -> dict | None:
+def _resume_state(run_dir: Path, config: Config, log: Any = print) -> dict | None:
     """The checkpoint state to resume from, after checking the checkpoint belongs to this config."""
     state_path, saved_config = run_dir / "checkpoints" / "state.json", run_dir / "config.yaml"
     if not (state_path.is_file() and state_path.with_name("last.keras").is_file()):
@@ -229,7 +254,34 @@ def _resume_state(run_dir: Path, config: Config) -> dict | None:
             f"{run_dir} holds a checkpoint of another config (differs in: {', '.join(changed)}). "
             f"Rerun with the same config to resume, pick another run with `name=...`, or delete {run_dir}."
         )
-    return json.loads(state_path.read_text())
+    checkpoint = RunCheckpoint(run_dir / "checkpoints", None, None)  # type: ignore[arg-type]
+    if not checkpoint.manifest_path.is_file():
+        log(f"{checkpoint.directory} has no manifest (written by an older tfdml): resuming without checking "
+            "that its files are of the same epoch")
+    state = checkpoint.check()
+    for key in diff_configs(previous, config):
+        old, new = (_value(c, key) for c in (previous, config))
+        if key == "train.epochs" and config.optimizer.schedule != "constant":
+            log(f"train.epochs changed from {old} to {new} on resume: the {config.optimizer.schedule} learning-rate "
+                f"schedule is rebuilt for {new} epochs and continues at epoch {state['epoch']} of it (so the rate "
+                "jumps); rerun with the old train.epochs to keep the old schedule")
+        elif key.startswith("optimizer."):
+            log(f"{key} changed from {old} to {new} on resume: the optimizers keep their state and use the new value")
+    return state
+
+
+def _value(config: Config, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _apply_learning_rate(model: Any, config: Config) -> None:
+    """A constant learning rate is a variable of the optimizer, restored from the checkpoint with its state:
+    set it to the config's (times each group's multiplier), so that a resumed run uses a changed rate."""
+    for group, optimizer in [("", model.optimizer), *model.group_optimizers.items()]:
+        if isinstance(optimizer._learning_rate, keras.Variable):
+            optimizer.learning_rate.assign(config.optimizer.learning_rate * model.lr_multipliers.get(group, 1.0))
 
 
 def _restore(model: Any, checkpoint: RunCheckpoint, validation: RetrievalValidation, budget: TimeBudget,
