@@ -4,9 +4,7 @@ tiny folder dataset (12 classes of 4 JPEGs of 16 px)."""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import math
 import os
 import subprocess
 import sys

@@ -27,7 +27,6 @@ from tfdml.distribute import get_strategy, is_chief, same_on_all_workers
 from tfdml.errors import ArtifactError, ConfigError, non_finite_hint
 from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
-from tfdml.evaluation.neighbours import as_unit_rows
 from tfdml.export import export_saved_model
 from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
