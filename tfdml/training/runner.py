@@ -27,6 +27,7 @@ from tfdml.distribute import get_strategy, is_chief, same_on_all_workers
 from tfdml.errors import ArtifactError, ConfigError, non_finite_hint
 from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
+from tfdml.evaluation.neighbours import as_unit_rows
 from tfdml.export import export_saved_model
 from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
@@ -105,7 +106,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     jit_report: dict[str, Any] = {"chosen": model.jit_compile}
     if start_epoch < config.train.epochs and not out_of_time:
         if config.train.jit_compile == "auto":
-            jit_report = _choose_jit(model, data.train_dataset(config, start_epoch * steps), strategy, log,
+            jit_report = _choose_jit(model, data.train_dataset(config, start_epoch * steps), data.train, strategy, log,
                                      steps * (config.train.epochs - start_epoch))
         rounds = []
         if config.ccp.enabled:  # after validation, before checkpointing: it acts on this epoch's metric
@@ -140,7 +141,9 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
             embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
             train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
         test = evaluate_table(embeddings, labels, data.test, config)
-        # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures).
+        # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures),
+        # on the unit sphere as in the paper (CCP's unit-ball outputs have norms below 1).
+        embeddings, train_embeddings = as_unit_rows(embeddings), as_unit_rows(train_embeddings)
         test["utilization"] = utilization(embeddings, train_embeddings)
         if config.mixing.level != "none":
             mixed = mix_embeddings(train_embeddings, train_labels, len(train_labels), config.mixing.alpha, config.seed)
@@ -171,7 +174,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     return metrics
 
 
-def _choose_jit(model: Any, dataset: Any, strategy: Any, log: Any, remaining_steps: int) -> dict[str, Any]:
+def _choose_jit(model: Any, dataset: Any, table: DatasetTable, strategy: Any, log: Any,
+                remaining_steps: int) -> dict[str, Any]:
     """`train.jit_compile: auto`: measure both ways on this model and batch (one device only)."""
     if strategy.num_replicas_in_sync > 1:
         log("jit_compile auto: not measured under tf.distribute; training without XLA")
@@ -179,7 +183,7 @@ def _choose_jit(model: Any, dataset: Any, strategy: Any, log: Any, remaining_ste
     if remaining_steps < MIN_STEPS_TO_MEASURE_XLA:
         log(f"jit_compile auto: {remaining_steps} steps are too few to repay an XLA compile; training without XLA")
         return {"chosen": False}
-    with reraise_data_errors():
+    with reraise_data_errors(table):
         return choose_jit_compile(model, dataset, log=log)
 
 
