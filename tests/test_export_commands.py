@@ -7,8 +7,11 @@ reads that run. The commands' `main(argv)` run in-process; the `bin/` shim runs 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -52,12 +55,24 @@ def trained(tmp_path_factory) -> Path:
     (data / "list.csv").write_text("\n".join(rows) + "\n")
     config = load_config(ROOT / "yaml_configs" / "base.yaml", [
         "data.dataset=csv", f"data.root={data / 'list.csv'}", "data.image_size=16", "data.val_fraction=0.34",
-        "sampler.batch_size=8", "sampler.m=2", "train.steps_per_epoch=2", "train.epochs=1", "train.verbose=0",
+        "sampler.batch_size=8", "sampler.m=2", "train.steps_per_epoch=2", "train.epochs=1",
         "model.backbone_args.widths=[4,8]", "model.embedding_dim=8", f"output_dir={tmp / 'runs'}", "name=tiny"])
-    run(config, log=lambda _: None)
+    printed = io.StringIO()  # train.verbose is `auto`; this stdout is not a terminal, as a log piped to a file
+    with contextlib.redirect_stdout(printed):
+        run(config, log=lambda _: None)
     run_dir = tmp / "runs" / "tiny"
+    (tmp / "train_stdout.txt").write_text(printed.getvalue())
     assert export_cli.main([str(run_dir)]) == 0
     return run_dir
+
+
+def test_a_run_piped_to_a_file_prints_plain_lines(trained):
+    printed = (trained.parents[1] / "train_stdout.txt").read_text()
+    assert not re.search(r"[\r\x1b\b]", printed), repr(printed[:300])  # no bar redrawn in place, no colours
+    epoch, *embedded = printed.splitlines()  # (Keras writes no "Epoch 1/1" header for a single epoch)
+    assert re.fullmatch(r"2/2 - \d+s - \d+m?s/step - loss: .* - val_map@r: .*", epoch), epoch
+    # Then the test and training splits are embedded: one line each when done.
+    assert len(embedded) == 2 and all(re.fullmatch(r"1/1 - \d+s - \d+[mu]?s/batch", line) for line in embedded), embedded
 
 
 def errors_of(capsys, prog: str) -> list[str]:

@@ -49,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None = None, split: str | None = None,
              backend: str | None = None, out: str | Path | None = None,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print, verbose: int | str = "auto") -> dict[str, Any]:
     """Evaluate a run or an exported SavedModel as `tfdml-eval` does; return what it writes as JSON.
+
+    `verbose` (0, 1, 2, "auto": a bar on a terminal, one line otherwise) shows the embedding's and the
+    search's progress.
 
     Example:
         >>> evaluate("runs/emoji")["metrics"]["map@r"]  # doctest: +SKIP
@@ -92,8 +95,8 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     which = f"all of {data.dataset}" if split == "all" else f"the {split} split of {data.dataset}"
     log(f"evaluating {described} on {which}: {len(table)} images, {table.num_classes} classes")
     embeddings = embed_table(embedder, table, image_size=size, resize=resize, batch_size=config.eval.batch_size,
-                             bbox_crop=data.bbox_crop)
-    metrics = evaluate_table(embeddings, table.label, table, config, backend=backend)
+                             bbox_crop=data.bbox_crop, verbose=verbose)
+    metrics = evaluate_table(embeddings, table.label, table, config, backend=backend, verbose=verbose)
     result = {"model": str(source), "dataset": data.dataset, "root": data.root, "split": split,
               "images": len(table), "classes": table.num_classes, "metrics": metrics}
     width = max(map(len, metrics))

@@ -118,6 +118,7 @@ def evaluate_retrieval(
     backend: str = "auto",
     compute_nmi: bool = False,
     seed: int = 0,
+    verbose: int | str = 0,
 ) -> dict[str, float]:
     """Cosine retrieval metrics of a labelled embedding set.
 
@@ -134,6 +135,7 @@ def evaluate_retrieval(
 
     ``backend`` picks the neighbour search (``neighbours.BACKENDS``: "auto",
     "sklearn", "blockwise", or "faiss" if installed); all are exact.
+    ``verbose`` (0, 1, 2, "auto") shows the blockwise search's progress.
 
     Returns:
         ``retrieval_metrics`` output, plus ``"nmi"`` (over the rows that are
@@ -169,7 +171,7 @@ def evaluate_retrieval(
         # blockwise backend computes every pair once instead of twice.
         k_search = min(k_needed, len(query_rows) - 1)
         idx = (
-            nearest_neighbours(queries, None, k_search, backend=backend)[0]
+            nearest_neighbours(queries, None, k_search, backend=backend, verbose=verbose)[0]
             if k_search
             else np.zeros((len(query_rows), 0), np.int64)  # a single row has no neighbour
         )
@@ -177,7 +179,7 @@ def evaluate_retrieval(
         # One extra neighbour lets a query drop its own row when it is in the gallery.
         k_search = min(k_needed + int(query_is_gallery.any()), len(gallery_rows))
         gallery = _rows(embeddings, in_gallery, gallery_rows)
-        idx, _ = nearest_neighbours(queries, gallery, k_search, backend=backend)
+        idx, _ = nearest_neighbours(queries, gallery, k_search, backend=backend, verbose=verbose)
     neighbour_rows = gallery_rows[idx]
     keep = neighbour_rows != query_rows[:, None]
     # Rank of each kept neighbour once the query's own row is removed.
