@@ -8,6 +8,7 @@ reads that run. The commands' `main(argv)` run in-process; the `bin/` shim runs 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -33,6 +34,7 @@ CLASSES, PER_CLASS, TEST_CLASSES = 12, 4, range(6, 12)
 TEST_IMAGES = len(TEST_CLASSES) * PER_CLASS  # the retrieval model's gallery: the whole test split
 GREEN, RED = (0, 160, 60), (215, 30, 30)
 CELL = 64 + 2 * (4 + 2)  # --png tiles: 64 px, a 4 px frame, a 2 px margin
+CELL_H = CELL + 2 * 12 * bool(importlib.util.find_spec("PIL"))  # a two-line caption (12 px lines) under each tile
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +177,12 @@ def test_search_finds_a_gallery_image_itself_and_draws_the_grid(trained, tmp_pat
     assert sum(line.startswith("query ") for line in lines) == 2 and len(lines) == 2 * (1 + 3) + 1
 
     grid = tf.io.decode_png(tf.io.read_file(str(png))).numpy()
-    assert grid.shape == (2 * CELL, 4 * CELL, 3)
+    assert grid.shape == (2 * CELL_H, 4 * CELL, 3)
     assert tuple(grid[CELL // 2, CELL + 3]) == GREEN  # the first match (itself) has the query's label
+    if CELL_H > CELL:  # each tile is captioned (query; rank, score and class): dark text below its frame
+        bands = [grid[CELL_H + CELL - 2:2 * CELL_H, c * CELL:(c + 1) * CELL] for c in range(4)]
+        assert all((band < 100).any() for band in bands)
+        assert len({band.tobytes() for band in bands}) == 4  # four different captions
 
     # An embedding SavedModel searches a folder embedded on the spot; --query-label sets the query's label.
     folder = Path(query).parents[1]
@@ -185,7 +191,7 @@ def test_search_finds_a_gallery_image_itself_and_draws_the_grid(trained, tmp_pat
     rank, score, path, label = capsys.readouterr().out.splitlines()[1].split()
     assert Path(path) == Path(query) and float(score) == pytest.approx(1, abs=1e-4)
     grid = tf.io.decode_png(tf.io.read_file(str(png))).numpy()
-    assert grid.shape == (CELL, 3 * CELL, 3) and tuple(grid[CELL // 2, CELL + 3]) == RED
+    assert grid.shape == (CELL_H, 3 * CELL, 3) and tuple(grid[CELL // 2, CELL + 3]) == RED
 
 
 def test_a_gallery_held_in_memory_keeps_its_pixels_for_the_grid(trained, tmp_path, make_table, capsys):

@@ -49,6 +49,16 @@ def draw_grid(tiles: np.ndarray, frames: Sequence[Sequence[str]], captions: Sequ
     return grid
 
 
+def short(text: str, width: int = 14) -> str:
+    """`text` cut to `width` characters (the last one `~`), to fit under a 64-pixel tile.
+
+    Example:
+        >>> short("Black_footed_Albatross")
+        'Black_footed_~'
+    """
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
 def _text_drawer():
     try:
         from PIL import Image, ImageDraw, ImageFont
