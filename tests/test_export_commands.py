@@ -164,6 +164,38 @@ def test_eval_of_the_run_and_of_its_saved_model_gives_the_run_test_metrics(train
     assert json.loads((tmp_path / "train.json").read_text())["images"] == 4 * PER_CLASS
 
 
+def test_eval_worst_lists_and_draws_the_queries_of_lowest_average_precision(trained, tmp_path, capsys):
+    png = tmp_path / "worst.png"
+    assert eval_cli.main([str(trained), "--worst", "3", "--png", str(png), "--out", str(tmp_path / "w.json")]) == 0
+    worst = json.loads((tmp_path / "w.json").read_text())["worst"]
+    # The truth by brute force on the run's own test embeddings: queries search the gallery rows (In-Shop).
+    saved = np.load(trained / "test_embeddings.npz")
+    names = [e["class_name"] for e in json.loads((trained / "retrieval_model" / "manifest.json").read_text())["gallery"]]
+    unit = saved["embeddings"] / np.linalg.norm(saved["embeddings"], axis=1, keepdims=True)
+    ap, relevant = {}, {}
+    for q in np.flatnonzero(saved["is_query"]):
+        gallery = [g for g in np.flatnonzero(saved["is_gallery"]) if g != q]
+        ranked = [g for g in sorted(gallery, key=lambda g: -unit[q] @ unit[g])]
+        hits = np.array([names[g] == names[q] for g in ranked])
+        r = relevant[q] = int(hits.sum())
+        ap[q] = sum(hits[:i + 1].sum() / (i + 1) for i in range(r) if hits[i]) / r
+    lowest = sorted(ap, key=ap.get)[:3]  # ties in query order, as tfdml-eval breaks them
+    assert [w["ap"] for w in worst] == pytest.approx([ap[q] for q in lowest], abs=1e-6)
+    assert np.mean(list(ap.values())) == pytest.approx(json.loads((trained / "metrics.json").read_text())["test"]["map@r"])
+    assert [w["label"] for w in worst] == [names[q] for q in lowest] and len(worst[0]["matches"]) == 6
+    assert [w["relevant"] for w in worst] == [relevant[q] for q in lowest]
+    assert [m["label"] for m in worst[0]["matches"]] == [names[g] for g in sorted(
+        (g for g in np.flatnonzero(saved["is_gallery"]) if g != lowest[0]), key=lambda g: -unit[lowest[0]] @ unit[g])][:6]
+    printed = capsys.readouterr().out
+    assert "the 3 worst queries by AP@R (lowest first):" in printed and f"AP@R {worst[0]['ap']:.4f}" in printed
+
+    grid = tf.io.decode_png(tf.io.read_file(str(png))).numpy()
+    assert grid.shape == (3 * CELL_H, 7 * CELL, 3)  # each query, then its 6 matches
+    first = worst[0]["matches"][0]
+    assert tuple(grid[CELL // 2, 3]) == (40, 90, 210)  # the query's blue frame
+    assert tuple(grid[CELL // 2, CELL + 3]) == (GREEN if first["label"] == worst[0]["label"] else RED)
+
+
 def test_search_finds_a_gallery_image_itself_and_draws_the_grid(trained, tmp_path, capsys):
     gallery = json.loads((trained / "retrieval_model" / "manifest.json").read_text())["gallery"]
     query, other = gallery[3]["path"], gallery[10]["path"]
@@ -234,6 +266,8 @@ def _garbage_folder(tmp_path: Path, name: str, truncated: bool) -> Path:
     ("export", ["{run}", "--gallery", "{truncated}"], "broken.png (cannot be decoded"),
     ("eval", ["{run}/saved_model"], "is a SavedModel, which does not record its dataset: pass --dataset"),
     ("eval", ["{run}/saved_model", "--dataset", "no_such_dataset"], "'no_such_dataset' is not a folder, a YAML"),
+    ("eval", ["{run}", "--png", "{tmp}/worst.png"], "--png draws the worst queries: give --worst N too"),
+    ("eval", ["{run}", "--worst", "0"], "--worst 0: give how many queries to show, at least 1"),
     ("search", ["{run}/saved_model", "--query", "{image}"], "is an embedding SavedModel: it holds no gallery"),
     ("search", ["{run}/checkpoints/last.keras", "--query", "{image}"], "last.keras is a Keras file, not a SavedModel"),
     ("search", ["{empty}", "--query", "{image}"], "empty is not a SavedModel (it has no saved_model.pb)"),

@@ -9,8 +9,9 @@ searches DIR instead of its own gallery.
 Queries are preprocessed as evaluation does (short side resized, centre crop). Each query's k best
 matches are printed: rank, cosine similarity, path, label. --png writes a grid: one row per query,
 the query (framed blue) then its matches, framed green where their label is the query's, red where
-it is not, grey where a label is unknown, each captioned with its rank, score and class. A query's label is the name of the folder it is in when
-a gallery class has that name, or --query-label (one for all queries, or one each).
+it is not, grey where a label is unknown, each captioned with its rank, score and class. A query's
+label is the name of the folder it is in when a gallery class has that name, or --query-label (one
+for all queries, or one each).
 
 Examples:
     tfdml-search runs/emoji/retrieval_model --query my_drawing.png --k 8 --png matches.png
