@@ -28,6 +28,8 @@ from tfdml.cli import search as search_cli
 from tfdml.config import load_config
 from tfdml.evaluation import nearest_neighbours
 from tfdml.training import run
+from tfdml.retrieval.draw import table_thumbnails
+from tfdml.training.projector import TENSOR_NAME, write_projector
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES, PER_CLASS, TEST_CLASSES = 12, 4, range(6, 12)
@@ -75,6 +77,32 @@ def test_a_run_piped_to_a_file_prints_plain_lines(trained):
     assert re.fullmatch(r"2/2 - \d+s - \d+m?s/step - loss: .* - val_map@r: .*", epoch), epoch
     # Then the test and training splits are embedded: one line each when done.
     assert len(embedded) == 2 and all(re.fullmatch(r"1/1 - \d+s - \d+[mu]?s/batch", line) for line in embedded), embedded
+
+
+def test_the_run_leaves_its_test_embeddings_for_the_projector(trained):
+    projector, saved = trained / "logs" / "projector", np.load(trained / "test_embeddings.npz")
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(projector)))  # as TensorBoard finds it
+    np.testing.assert_allclose(reader.get_tensor(TENSOR_NAME), saved["embeddings"])
+    gallery = json.loads((trained / "retrieval_model" / "manifest.json").read_text())["gallery"]  # the test rows
+    assert (projector / "metadata.tsv").read_text().splitlines() == [e["class_name"] for e in gallery]
+    assert tf.io.decode_png(tf.io.read_file(str(projector / "sprite.png"))).shape == (5 * 32, 5 * 32, 3)  # 24 of 25
+    config = (projector / "projector_config.pbtxt").read_text()
+    assert all(name in config for name in (TENSOR_NAME, '"metadata.tsv"', '"sprite.png"'))
+    assert list(projector.glob("events.out.tfevents.*"))  # what makes the folder a run TensorBoard lists
+
+
+def test_the_projector_keeps_a_seeded_sample_of_a_large_test_set(tmp_path, make_table):
+    table = make_table([4, 3, 5])
+    embeddings = np.random.default_rng(0).normal(size=(len(table), 6)).astype(np.float32)
+    projector = write_projector(tmp_path / "projector", embeddings, table, max_points=5, seed=1, thumbnail=16)
+    points = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(projector))).get_tensor(TENSOR_NAME)
+    rows = [int(np.flatnonzero((embeddings == p).all(axis=1))[0]) for p in points]
+    assert len(rows) == 5 and rows == sorted(rows)
+    names = (projector / "metadata.tsv").read_text().splitlines()
+    assert names == [table.class_names[table.label[r]] for r in rows]
+    sprite = tf.io.decode_png(tf.io.read_file(str(projector / "sprite.png"))).numpy()
+    assert sprite.shape == (3 * 16, 3 * 16, 3)  # 5 points in a 3 x 3 grid
+    np.testing.assert_array_equal(sprite[16:32, 16:32], table_thumbnails(table.select([rows[4]]), 16)[0])
 
 
 def errors_of(capsys, prog: str) -> list[str]:

@@ -34,6 +34,7 @@ from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
+from tfdml.training.projector import write_projector
 from tfdml.training.warmup import HeadWarmup
 
 
@@ -173,6 +174,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
                  is_query=data.test.is_query, is_gallery=data.test.is_gallery)  # for ensembles (MLRC's 512D)
         log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
             + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
+        projector = write_projector(run_dir / "logs" / "projector", embeddings, data.test, seed=config.seed)
+        log(f"test embeddings for TensorBoard's projector: {projector} (tensorboard --logdir {run_dir / 'logs'})")
     if config.export.saved_model:
         path = export_saved_model(model, run_dir / "saved_model", image_size=config.data.image_size,
                                   resize=config.data.eval_resize)
