@@ -7,8 +7,12 @@ reads that run. The commands' `main(argv)` run in-process; the `bin/` shim runs 
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,12 +28,15 @@ from tfdml.cli import search as search_cli
 from tfdml.config import load_config
 from tfdml.evaluation import nearest_neighbours
 from tfdml.training import run
+from tfdml.retrieval.draw import table_thumbnails
+from tfdml.training.projector import TENSOR_NAME, write_projector
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES, PER_CLASS, TEST_CLASSES = 12, 4, range(6, 12)
 TEST_IMAGES = len(TEST_CLASSES) * PER_CLASS  # the retrieval model's gallery: the whole test split
 GREEN, RED = (0, 160, 60), (215, 30, 30)
 CELL = 64 + 2 * (4 + 2)  # --png tiles: 64 px, a 4 px frame, a 2 px margin
+CELL_H = CELL + 2 * 12 * bool(importlib.util.find_spec("PIL"))  # a two-line caption (12 px lines) under each tile
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +59,50 @@ def trained(tmp_path_factory) -> Path:
     (data / "list.csv").write_text("\n".join(rows) + "\n")
     config = load_config(ROOT / "yaml_configs" / "base.yaml", [
         "data.dataset=csv", f"data.root={data / 'list.csv'}", "data.image_size=16", "data.val_fraction=0.34",
-        "sampler.batch_size=8", "sampler.m=2", "train.steps_per_epoch=2", "train.epochs=1", "train.verbose=0",
+        "sampler.batch_size=8", "sampler.m=2", "train.steps_per_epoch=2", "train.epochs=1",
         "model.backbone_args.widths=[4,8]", "model.embedding_dim=8", f"output_dir={tmp / 'runs'}", "name=tiny"])
-    run(config, log=lambda _: None)
+    printed = io.StringIO()  # train.verbose is `auto`; this stdout is not a terminal, as a log piped to a file
+    with contextlib.redirect_stdout(printed):
+        run(config, log=lambda _: None)
     run_dir = tmp / "runs" / "tiny"
+    (tmp / "train_stdout.txt").write_text(printed.getvalue())
     assert export_cli.main([str(run_dir)]) == 0
     return run_dir
+
+
+def test_a_run_piped_to_a_file_prints_plain_lines(trained):
+    printed = (trained.parents[1] / "train_stdout.txt").read_text()
+    assert not re.search(r"[\r\x1b\b]", printed), repr(printed[:300])  # no bar redrawn in place, no colours
+    epoch, *embedded = printed.splitlines()  # (Keras writes no "Epoch 1/1" header for a single epoch)
+    assert re.fullmatch(r"2/2 - \d+s - \d+m?s/step - loss: .* - val_map@r: .*", epoch), epoch
+    # Then the test and training splits are embedded: one line each when done.
+    assert len(embedded) == 2 and all(re.fullmatch(r"1/1 - \d+s - \d+[mu]?s/batch", line) for line in embedded), embedded
+
+
+def test_the_run_leaves_its_test_embeddings_for_the_projector(trained):
+    projector, saved = trained / "logs" / "projector", np.load(trained / "test_embeddings.npz")
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(projector)))  # as TensorBoard finds it
+    np.testing.assert_allclose(reader.get_tensor(TENSOR_NAME), saved["embeddings"])
+    gallery = json.loads((trained / "retrieval_model" / "manifest.json").read_text())["gallery"]  # the test rows
+    assert (projector / "metadata.tsv").read_text().splitlines() == [e["class_name"] for e in gallery]
+    assert tf.io.decode_png(tf.io.read_file(str(projector / "sprite.png"))).shape == (5 * 32, 5 * 32, 3)  # 24 of 25
+    config = (projector / "projector_config.pbtxt").read_text()
+    assert all(name in config for name in (TENSOR_NAME, '"metadata.tsv"', '"sprite.png"'))
+    assert list(projector.glob("events.out.tfevents.*"))  # what makes the folder a run TensorBoard lists
+
+
+def test_the_projector_keeps_a_seeded_sample_of_a_large_test_set(tmp_path, make_table):
+    table = make_table([4, 3, 5])
+    embeddings = np.random.default_rng(0).normal(size=(len(table), 6)).astype(np.float32)
+    projector = write_projector(tmp_path / "projector", embeddings, table, max_points=5, seed=1, thumbnail=16)
+    points = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(projector))).get_tensor(TENSOR_NAME)
+    rows = [int(np.flatnonzero((embeddings == p).all(axis=1))[0]) for p in points]
+    assert len(rows) == 5 and rows == sorted(rows)
+    names = (projector / "metadata.tsv").read_text().splitlines()
+    assert names == [table.class_names[table.label[r]] for r in rows]
+    sprite = tf.io.decode_png(tf.io.read_file(str(projector / "sprite.png"))).numpy()
+    assert sprite.shape == (3 * 16, 3 * 16, 3)  # 5 points in a 3 x 3 grid
+    np.testing.assert_array_equal(sprite[16:32, 16:32], table_thumbnails(table.select([rows[4]]), 16)[0])
 
 
 def errors_of(capsys, prog: str) -> list[str]:
@@ -147,6 +192,38 @@ def test_eval_of_the_run_and_of_its_saved_model_gives_the_run_test_metrics(train
     assert json.loads((tmp_path / "train.json").read_text())["images"] == 4 * PER_CLASS
 
 
+def test_eval_worst_lists_and_draws_the_queries_of_lowest_average_precision(trained, tmp_path, capsys):
+    png = tmp_path / "worst.png"
+    assert eval_cli.main([str(trained), "--worst", "3", "--png", str(png), "--out", str(tmp_path / "w.json")]) == 0
+    worst = json.loads((tmp_path / "w.json").read_text())["worst"]
+    # The truth by brute force on the run's own test embeddings: queries search the gallery rows (In-Shop).
+    saved = np.load(trained / "test_embeddings.npz")
+    names = [e["class_name"] for e in json.loads((trained / "retrieval_model" / "manifest.json").read_text())["gallery"]]
+    unit = saved["embeddings"] / np.linalg.norm(saved["embeddings"], axis=1, keepdims=True)
+    ap, relevant = {}, {}
+    for q in np.flatnonzero(saved["is_query"]):
+        gallery = [g for g in np.flatnonzero(saved["is_gallery"]) if g != q]
+        ranked = [g for g in sorted(gallery, key=lambda g: -unit[q] @ unit[g])]
+        hits = np.array([names[g] == names[q] for g in ranked])
+        r = relevant[q] = int(hits.sum())
+        ap[q] = sum(hits[:i + 1].sum() / (i + 1) for i in range(r) if hits[i]) / r
+    lowest = sorted(ap, key=ap.get)[:3]  # ties in query order, as tfdml-eval breaks them
+    assert [w["ap"] for w in worst] == pytest.approx([ap[q] for q in lowest], abs=1e-6)
+    assert np.mean(list(ap.values())) == pytest.approx(json.loads((trained / "metrics.json").read_text())["test"]["map@r"])
+    assert [w["label"] for w in worst] == [names[q] for q in lowest] and len(worst[0]["matches"]) == 6
+    assert [w["relevant"] for w in worst] == [relevant[q] for q in lowest]
+    assert [m["label"] for m in worst[0]["matches"]] == [names[g] for g in sorted(
+        (g for g in np.flatnonzero(saved["is_gallery"]) if g != lowest[0]), key=lambda g: -unit[lowest[0]] @ unit[g])][:6]
+    printed = capsys.readouterr().out
+    assert "the 3 worst queries by AP@R (lowest first):" in printed and f"AP@R {worst[0]['ap']:.4f}" in printed
+
+    grid = tf.io.decode_png(tf.io.read_file(str(png))).numpy()
+    assert grid.shape == (3 * CELL_H, 7 * CELL, 3)  # each query, then its 6 matches
+    first = worst[0]["matches"][0]
+    assert tuple(grid[CELL // 2, 3]) == (40, 90, 210)  # the query's blue frame
+    assert tuple(grid[CELL // 2, CELL + 3]) == (GREEN if first["label"] == worst[0]["label"] else RED)
+
+
 def test_search_finds_a_gallery_image_itself_and_draws_the_grid(trained, tmp_path, capsys):
     gallery = json.loads((trained / "retrieval_model" / "manifest.json").read_text())["gallery"]
     query, other = gallery[3]["path"], gallery[10]["path"]
@@ -160,8 +237,12 @@ def test_search_finds_a_gallery_image_itself_and_draws_the_grid(trained, tmp_pat
     assert sum(line.startswith("query ") for line in lines) == 2 and len(lines) == 2 * (1 + 3) + 1
 
     grid = tf.io.decode_png(tf.io.read_file(str(png))).numpy()
-    assert grid.shape == (2 * CELL, 4 * CELL, 3)
+    assert grid.shape == (2 * CELL_H, 4 * CELL, 3)
     assert tuple(grid[CELL // 2, CELL + 3]) == GREEN  # the first match (itself) has the query's label
+    if CELL_H > CELL:  # each tile is captioned (query; rank, score and class): dark text below its frame
+        bands = [grid[CELL_H + CELL - 2:2 * CELL_H, c * CELL:(c + 1) * CELL] for c in range(4)]
+        assert all((band < 100).any() for band in bands)
+        assert len({band.tobytes() for band in bands}) == 4  # four different captions
 
     # An embedding SavedModel searches a folder embedded on the spot; --query-label sets the query's label.
     folder = Path(query).parents[1]
@@ -170,7 +251,7 @@ def test_search_finds_a_gallery_image_itself_and_draws_the_grid(trained, tmp_pat
     rank, score, path, label = capsys.readouterr().out.splitlines()[1].split()
     assert Path(path) == Path(query) and float(score) == pytest.approx(1, abs=1e-4)
     grid = tf.io.decode_png(tf.io.read_file(str(png))).numpy()
-    assert grid.shape == (CELL, 3 * CELL, 3) and tuple(grid[CELL // 2, CELL + 3]) == RED
+    assert grid.shape == (CELL_H, 3 * CELL, 3) and tuple(grid[CELL // 2, CELL + 3]) == RED
 
 
 def test_a_gallery_held_in_memory_keeps_its_pixels_for_the_grid(trained, tmp_path, make_table, capsys):
@@ -213,6 +294,8 @@ def _garbage_folder(tmp_path: Path, name: str, truncated: bool) -> Path:
     ("export", ["{run}", "--gallery", "{truncated}"], "broken.png (cannot be decoded"),
     ("eval", ["{run}/saved_model"], "is a SavedModel, which does not record its dataset: pass --dataset"),
     ("eval", ["{run}/saved_model", "--dataset", "no_such_dataset"], "'no_such_dataset' is not a folder, a YAML"),
+    ("eval", ["{run}", "--png", "{tmp}/worst.png"], "--png draws the worst queries: give --worst N too"),
+    ("eval", ["{run}", "--worst", "0"], "--worst 0: give how many queries to show, at least 1"),
     ("search", ["{run}/saved_model", "--query", "{image}"], "is an embedding SavedModel: it holds no gallery"),
     ("search", ["{run}/checkpoints/last.keras", "--query", "{image}"], "last.keras is a Keras file, not a SavedModel"),
     ("search", ["{empty}", "--query", "{image}"], "empty is not a SavedModel (it has no saved_model.pb)"),

@@ -47,6 +47,7 @@ from tfdml.ccp.objective import CCPLoss, ProximalTerm
 from tfdml.losses import core
 from tfdml.data.table import DatasetTable
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
+from tfdml.evaluation.progress import Verbose
 
 Pool = Callable[[keras.Model, int], tuple[np.ndarray, np.ndarray]]
 
@@ -54,9 +55,11 @@ Pool = Callable[[keras.Model, int], tuple[np.ndarray, np.ndarray]]
 ROUND_MARGIN = 1e-5
 
 
-def table_pool(table: DatasetTable, pool_size: int, dataset_fn: Callable[[DatasetTable], Any], seed: int = 0) -> Pool:
+def table_pool(table: DatasetTable, pool_size: int, dataset_fn: Callable[[DatasetTable], Any], seed: int = 0,
+               verbose: Verbose = 0) -> Pool:
     """A pool function: `pool_size` random images per class of `table` (all of a smaller class), drawn anew
-    each round (seeded by `(seed, round)`), embedded with evaluation preprocessing (`dataset_fn`).
+    each round (seeded by `(seed, round)`), embedded with evaluation preprocessing (`dataset_fn`), with a
+    Progbar when `verbose` (0, 1, 2, "auto"): at SOP scale a pool is some 135,000 images.
 
     Returns embeddings and the dense labels `0..C-1` that index the proxies.
     """
@@ -66,7 +69,7 @@ def table_pool(table: DatasetTable, pool_size: int, dataset_fn: Callable[[Datase
     def pool(model: keras.Model, round_: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng((seed, round_))
         rows = np.concatenate([rng.permutation(r)[:pool_size] for r in by_class])
-        embeddings, _ = embed_dataset(model, dataset_fn(table.select(rows)))
+        embeddings, _ = embed_dataset(model, dataset_fn(table.select(rows)), verbose=verbose)
         return embeddings, dense[rows]
 
     return pool

@@ -1,4 +1,4 @@
-"""`tfdml-eval RUN_DIR|SAVEDMODEL [--dataset NAME|CONFIG|DIR] [--split ...] [--out JSON]`: retrieval metrics.
+"""`tfdml-eval RUN_DIR|SAVEDMODEL [--dataset NAME|CONFIG|DIR] [--split ...] [--out JSON] [--worst N [--png GRID]]`.
 
 With a RUN_DIR: the run's model (the weights its test used) on the run's dataset and split: the
 test split gives the run's metrics.json test metrics again. With a SavedModel that tfdml exported
@@ -12,11 +12,17 @@ reader args, class split, boxes) and the metrics (eval.ks, eval.nmi); the image 
 evaluation resize are the model's. The metrics are printed and written as JSON (--out; default
 RUN_DIR/eval_<dataset>_<split>.json, or eval_<name>_<dataset>_<split>.json next to a SavedModel).
 
+--worst N lists the N queries with the lowest average precision (AP@R, their term of MAP@R) and their
+top matches (printed, and under "worst" in the JSON); --png GRID draws them: one row per query (its
+AP@R and class under it), then its matches framed green (same class) or red, captioned with rank,
+score and class.
+
 Examples:
     tfdml-eval runs/emoji
     tfdml-eval runs/emoji/saved_model --dataset runs/emoji/config.yaml --backend blockwise
     tfdml-eval runs/cub/saved_model --dataset cub --root /data/cub --out cub_test.json
     tfdml-eval runs/products --dataset /data/new_products
+    tfdml-eval runs/emoji --worst 8 --png worst.png
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from tfdml.cli.common import make_parser, run_command
 
@@ -42,15 +50,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=SPLITS, help="default: test (all for a folder)")
     parser.add_argument("--backend", choices=BACKENDS, help="the neighbour search (default: the config's eval.backend)")
     parser.add_argument("--out", metavar="JSON", help="where to write the metrics")
+    parser.add_argument("--worst", type=int, metavar="N", help="list the N queries of lowest AP@R and their matches")
+    parser.add_argument("--png", metavar="GRID", help="draw the --worst queries and their top matches as a PNG grid")
     args = parser.parse_args(argv)
     return run_command("tfdml-eval", lambda: evaluate(args.model, dataset=args.dataset, root=args.root,
-                                                      split=args.split, backend=args.backend, out=args.out))
+                                                      split=args.split, backend=args.backend, out=args.out,
+                                                      worst=args.worst, png=args.png))
 
 
 def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None = None, split: str | None = None,
              backend: str | None = None, out: str | Path | None = None,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print, verbose: int | str = "auto", worst: int | None = None,
+             png: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a run or an exported SavedModel as `tfdml-eval` does; return what it writes as JSON.
+
+    `worst` adds the `worst` queries of lowest AP@R (`worst_queries`) and `png` draws them. `verbose`
+    (0, 1, 2, "auto": a bar on a terminal, one line otherwise) shows the embedding's and the search's progress.
 
     Example:
         >>> evaluate("runs/emoji")["metrics"]["map@r"]  # doctest: +SKIP
@@ -65,6 +80,12 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
 
     if out is not None:
         check_output_path(out, "--out")
+    if worst is not None and worst < 1:
+        raise ConfigError(f"--worst {worst}: give how many queries to show, at least 1")
+    if png is not None:
+        if worst is None:
+            raise ConfigError("--png draws the worst queries: give --worst N too (e.g. --worst 8)")
+        check_output_path(png, "--png")
     source = Path(model)
     run_config = None
     if (source / "saved_model.pb").is_file():
@@ -92,13 +113,19 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     which = f"all of {data.dataset}" if split == "all" else f"the {split} split of {data.dataset}"
     log(f"evaluating {described} on {which}: {len(table)} images, {table.num_classes} classes")
     embeddings = embed_table(embedder, table, image_size=size, resize=resize, batch_size=config.eval.batch_size,
-                             bbox_crop=data.bbox_crop)
-    metrics = evaluate_table(embeddings, table.label, table, config, backend=backend)
+                             bbox_crop=data.bbox_crop, verbose=verbose)
+    metrics = evaluate_table(embeddings, table.label, table, config, backend=backend, verbose=verbose)
     result = {"model": str(source), "dataset": data.dataset, "root": data.root, "split": split,
               "images": len(table), "classes": table.num_classes, "metrics": metrics}
     width = max(map(len, metrics))
     for name, value in metrics.items():
         log(f"  {name:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {name:<{width}}  {value}")
+    if worst is not None:
+        result["worst"] = worst_queries(embeddings, table, worst, backend=backend or config.eval.backend)
+        _log_worst(result["worst"], log)
+        if png is not None:
+            draw_worst(result["worst"], table, png)
+            log(f"wrote {png}")
     if out is None:
         tag = f"{data.dataset}_{split}"
         out = (source / f"eval_{tag}.json" if run_config is not None
@@ -108,6 +135,75 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     out.write_text(json.dumps(result, indent=1))
     log(f"wrote {out}")
     return result
+
+
+def worst_queries(embeddings: np.ndarray, table: Any, n: int, *, matches: int = 6,
+                  backend: str = "auto") -> list[dict[str, Any]]:
+    """The `n` queries of `table` with the lowest AP@R, lowest first, each with its top `matches`.
+
+    The search is the metrics' (In-Shop tables: queries against their gallery). Each entry has the
+    query's `row`, `path`, `label` (class name), `ap` and `relevant` (R), and `matches`: `rank`,
+    `row`, `path`, `label`, `score` (cosine similarity). Queries without a relevant image are skipped.
+
+    Example:
+        >>> worst_queries(embeddings, table, 2)[0]["ap"]  # doctest: +SKIP
+        0.0417
+    """
+    from tfdml.evaluation.metrics import average_precision_at_r, ranked_neighbours
+    from tfdml.evaluation.neighbours import l2_normalise
+
+    unit = l2_normalise(embeddings)
+    masks = {} if table.is_query.all() and table.is_gallery.all() else {  # as evaluate_table searches
+        "query_mask": table.is_query, "gallery_mask": table.is_gallery}
+    query_rows, ranked, relevant = ranked_neighbours(unit, table.label, k=matches, backend=backend, **masks)
+    label_of = np.append(table.label, -1)  # ranked's -1 (no neighbour) reads the -1 label: never relevant
+    ap = average_precision_at_r(label_of[ranked], table.label[query_rows], relevant)
+    order = [q for q in np.argsort(ap, kind="stable") if np.isfinite(ap[q])][:n]  # NaN (R = 0) sorts last
+    def name(row: int) -> str:
+        return table.class_names[table.label[row]]
+
+    found = []
+    for q in order:
+        row, shown = int(query_rows[q]), [int(r) for r in ranked[q, :matches] if r >= 0]
+        scores = unit[shown] @ unit[row]
+        found.append({"row": row, "path": str(table.path[row]), "label": name(row), "ap": float(ap[q]),
+                      "relevant": int(relevant[q]),
+                      "matches": [{"rank": i + 1, "row": r, "path": str(table.path[r]), "label": name(r),
+                                   "score": float(score)} for i, (r, score) in enumerate(zip(shown, scores))]})
+    return found
+
+
+def draw_worst(worst: list[dict[str, Any]], table: Any, png: str | Path, tile: int = 64) -> np.ndarray:
+    """Write `worst_queries`' grid as a PNG: each query (its AP@R and class) then its matches; return the pixels.
+
+    Example:
+        >>> draw_worst(worst_queries(embeddings, table, 8), table, "worst.png").shape  # doctest: +SKIP
+        (800, 532, 3)
+    """
+    import tensorflow as tf
+
+    from tfdml.errors import DataError
+    from tfdml.retrieval.draw import short, table_grid
+
+    if not worst:
+        raise DataError("no query has a relevant image to retrieve: there is no worst query to draw")
+    rows = [[q["row"], *(m["row"] for m in q["matches"])] for q in worst]
+    frames = [["query", *("match" if m["label"] == q["label"] else "mismatch" for m in q["matches"])] for q in worst]
+    captions = [[f"AP@R: {q['ap']:.3f}\n{short(q['label'])}",
+                 *(f"{m['rank']}: {m['score']:.3f}\n{short(m['label'])}" for m in q["matches"])] for q in worst]
+    grid = table_grid(table, rows, frames, captions, tile)
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    tf.io.write_file(str(png), tf.io.encode_png(grid))
+    return grid
+
+
+def _log_worst(worst: list[dict[str, Any]], log: Callable[[str], None]) -> None:
+    log(f"the {len(worst)} worst queries by AP@R (lowest first):")
+    for q in worst:
+        log(f"  AP@R {q['ap']:.4f}  {q['path']}  {q['label']}  (R={q['relevant']})")
+        for m in q["matches"]:
+            mark = "+" if m["label"] == q["label"] else "-"
+            log(f"      {m['rank']:>3}  {m['score']:.4f}  {mark} {m['path']}  {m['label']}")
 
 
 def _dataset_config(dataset: str | None, run_config: Any) -> tuple[Any, bool]:

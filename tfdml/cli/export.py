@@ -37,8 +37,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def export_run(run_dir: str | Path, gallery: str = "test", out: str | Path | None = None,
-               retrieval: bool = True, log: Callable[[str], None] = print) -> dict[str, Path]:
+               retrieval: bool = True, log: Callable[[str], None] = print,
+               verbose: int | str = "auto") -> dict[str, Path]:
     """Export `run_dir` as `tfdml-export` does; return the paths written (`saved_model`, `retrieval_model`).
+
+    `verbose` (0, 1, 2, "auto": a bar on a terminal, one line otherwise) shows the gallery embedding's progress.
 
     Example:
         >>> export_run("runs/emoji", gallery="test")  # doctest: +SKIP
@@ -68,8 +71,9 @@ def export_run(run_dir: str | Path, gallery: str = "test", out: str | Path | Non
             what = f"the folder {gallery}"
         if len(table) == 0:
             raise DataError(f"{what} has no images; pick another gallery (--gallery {'|'.join(SPLITS)}|DIR)")
+        log(f"embedding the gallery: {what}, {len(table)} images")
         embeddings = embed_table(model, table, image_size=size, resize=resize, batch_size=config.eval.batch_size,
-                                 bbox_crop=config.data.bbox_crop)
+                                 bbox_crop=config.data.bbox_crop, verbose=verbose)
     written = {"saved_model": export_saved_model(model, out / "saved_model", image_size=size, resize=resize)}
     log(f"embedding SavedModel: {written['saved_model']}")
     if retrieval:

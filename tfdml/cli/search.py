@@ -9,8 +9,9 @@ searches DIR instead of its own gallery.
 Queries are preprocessed as evaluation does (short side resized, centre crop). Each query's k best
 matches are printed: rank, cosine similarity, path, label. --png writes a grid: one row per query,
 the query (framed blue) then its matches, framed green where their label is the query's, red where
-it is not, grey where a label is unknown. A query's label is the name of the folder it is in when
-a gallery class has that name, or --query-label (one for all queries, or one each).
+it is not, grey where a label is unknown, each captioned with its rank, score and class. A query's
+label is the name of the folder it is in when a gallery class has that name, or --query-label (one
+for all queries, or one each).
 
 Examples:
     tfdml-search runs/emoji/retrieval_model --query my_drawing.png --k 8 --png matches.png
@@ -26,11 +27,6 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tfdml.cli.common import make_parser, run_command
-
-FRAME = 4  # pixels of frame around each tile of the --png grid
-MARGIN = 2  # white pixels around each frame
-COLOURS = {"query": (40, 90, 210), "match": (0, 160, 60), "mismatch": (215, 30, 30), "unknown": (150, 150, 150)}
-PLACEHOLDER = 225  # grey of a tile whose image is not a readable file (e.g. an in-memory dataset's id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,12 +107,13 @@ def search(model: str | Path, queries: Sequence[str], *, gallery: str | Path | N
         scores = np.concatenate([f["scores"].numpy() for f in found])
 
     class_names = {e["class_name"] for e in entries if e.get("class_name") is not None}
-    results = []
+    results, labels = [], []
     for q, path in enumerate(queries):
         if query_labels is not None:
             label = query_labels[0 if len(query_labels) == 1 else q]
         else:
             label = Path(path).parent.name if Path(path).parent.name in class_names else None
+        labels.append(label)
         log(f"query {q + 1}: {path} (label: {label if label is not None else 'unknown'})")
         matches = []
         for rank, (i, score) in enumerate(zip(ids[q].tolist(), scores[q].tolist()), start=1):
@@ -129,59 +126,64 @@ def search(model: str | Path, queries: Sequence[str], *, gallery: str | Path | N
         results.append(matches)
     if png is not None:
         write_grid(png, queries, results, tile=tile, gallery_pixels=None if gallery is not None else
-                   exported.gallery_images())
+                   exported.gallery_images(), query_labels=labels)
         log(f"wrote {png}")
     return results
 
 
 def write_grid(png: str | Path, queries: Sequence[str], results: list[list[dict[str, Any]]], *, tile: int = 64,
-               gallery_pixels: np.ndarray | None = None) -> np.ndarray:
-    """Write the PNG grid of `search`'s results; return its uint8 pixels `[Q * c, (k + 1) * c, 3]`, c = tile + 12.
+               gallery_pixels: np.ndarray | None = None,
+               query_labels: Sequence[str | None] | None = None) -> np.ndarray:
+    """Write the PNG grid of `search`'s results (`tfdml.retrieval.draw`); return its uint8 pixels.
 
-    Images are shown as evaluation sees them (short side resized, centre crop). Matches come from
-    `gallery_pixels[id]` when given (a gallery held in memory), else from their files; a match
-    whose file is not a readable image is a plain grey tile in its frame.
+    Each match is framed by relevance and captioned with its rank, score and class; each query with
+    "query N" and its label (`query_labels`, "?" when unknown). Images are shown as evaluation sees
+    them (short side resized, centre crop). Matches come from `gallery_pixels[id]` when given (a
+    gallery held in memory), else from their files; an unreadable file is a plain grey tile.
+
+    Example:
+        >>> found = search("runs/emoji/retrieval_model", ["q.png"], k=3)  # doctest: +SKIP
+        >>> write_grid("grid.png", ["q.png"], found).shape  # doctest: +SKIP
+        (100, 304, 3)
     """
     import tensorflow as tf
 
-    from tfdml.data.pipeline import find_bad_images
-    from tfdml.data.table import DatasetTable
+    from tfdml.retrieval.draw import PLACEHOLDER, draw_grid, short
 
-    cell = tile + 2 * (FRAME + MARGIN)
-    columns = 1 + max(len(m) for m in results)
-    grid = np.full((len(queries) * cell, columns * cell, 3), 255, np.uint8)
-    from_files = [] if gallery_pixels is not None else [m["path"] for row in results for m in row]
-    paths = sorted({*queries, *from_files})
-    table = DatasetTable.from_class_keys(paths, [""] * len(paths))
-    bad = {row for row, _ in find_bad_images(table)}
-    table = table.select([i for i in range(len(paths)) if i not in bad])
-    thumbnails: dict[Any, np.ndarray] = {}
-    if len(table):
-        try:
-            thumbnails = dict(zip(table.path.tolist(), _thumbnails(table, tile)))
-        except tf.errors.OpError:  # a gallery file changed since the export: show placeholders
-            thumbnails = {}
+    query_pixels = _thumbnails(list(queries), tile)
     if gallery_pixels is not None:
-        ids = sorted({m["id"] for row in results for m in row})
-        shown = DatasetTable.from_class_keys([str(i) for i in ids], [""] * len(ids), images=gallery_pixels[ids])
-        thumbnails.update(zip(ids, _thumbnails(shown, tile)))
+        match_pixels = _thumbnails(sorted({m["id"] for row in results for m in row}), tile, gallery_pixels)
+    else:
+        match_pixels = _thumbnails(sorted({m["path"] for row in results for m in row}), tile)
+    tiles = np.full((len(queries), 1 + max(len(m) for m in results), tile, tile, 3), PLACEHOLDER, np.uint8)
+    frames, captions = [], []
     for r, (query, row) in enumerate(zip(queries, results)):
-        keys = [m["id"] if gallery_pixels is not None else m["path"] for m in row]
-        for c, (key, frame) in enumerate([(query, "query"), *zip(keys, (m["frame"] for m in row))]):
-            y, x = r * cell + MARGIN, c * cell + MARGIN
-            grid[y:y + tile + 2 * FRAME, x:x + tile + 2 * FRAME] = COLOURS[frame]
-            grid[y + FRAME:y + FRAME + tile, x + FRAME:x + FRAME + tile] = thumbnails.get(key, PLACEHOLDER)
+        shown = [query_pixels[query], *(match_pixels[m["id"] if gallery_pixels is not None else m["path"]]
+                                        for m in row)]
+        for c, pixels in enumerate(shown):
+            if pixels is not None:
+                tiles[r, c] = pixels
+        label = query_labels[r] if query_labels is not None else None
+        frames.append(["query", *(m["frame"] for m in row)])
+        captions.append([f"query {r + 1}\n{short(label) if label is not None else '?'}",
+                         *(f"{m['rank']}: {m['score']:.3f}\n{short(m['label']) if m['label'] else '-'}"
+                           for m in row)])
+    grid = draw_grid(tiles, frames, captions)
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     tf.io.write_file(str(png), tf.io.encode_png(grid))
     return grid
 
 
-def _thumbnails(table: Any, tile: int) -> np.ndarray:
-    """uint8 `[N, tile, tile, 3]` of a table's images, as the evaluation pipeline prepares them."""
-    from tfdml.data.pipeline import eval_dataset
+def _thumbnails(keys: list, tile: int, pixels: np.ndarray | None = None) -> dict[Any, np.ndarray | None]:
+    """Each key's thumbnail: files by path, or rows `pixels[id]` of a gallery held in memory (None: unreadable)."""
+    from tfdml.data.table import DatasetTable
+    from tfdml.retrieval.draw import table_thumbnails
 
-    pixels = np.concatenate([x.numpy() for x, _ in eval_dataset(table, image_size=tile, batch_size=64)])
-    return np.round(pixels).clip(0, 255).astype(np.uint8)
+    if not keys:
+        return {}
+    images = None if pixels is None else pixels[keys]
+    table = DatasetTable.from_class_keys([str(k) for k in keys], [""] * len(keys), images=images)
+    return dict(zip(keys, table_thumbnails(table, tile)))
 
 
 if __name__ == "__main__":

@@ -172,6 +172,8 @@ def _coerce(value: Any, tp: Any, field: dataclasses.Field | None, path: str, ori
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if "choices" in meta and not any(type(value) is type(c) and value == c for c in meta["choices"]):
+            _raise_not_a_choice(value, meta, path, where)  # name the choices, not the last type's mismatch
         for tp_ in inner[:-1]:  # the first type that takes the value, e.g. `true` or `auto` for bool | str
             try:
                 return _coerce(value, tp_, field, path, origins)
@@ -241,12 +243,16 @@ def _scalar(value: Any, tp: type, path: str, where: str) -> Any:
     raise TypeError(f"unsupported config type {tp} at {path}")
 
 
+def _raise_not_a_choice(value: Any, meta: Mapping, path: str, where: str) -> None:
+    raise ConfigError(
+        f"{where}: `{path}` is {value!r}; allowed values: {', '.join(map(repr, meta['choices']))}"
+        f"{_suggest(str(value), [str(c) for c in meta['choices']], '')}"
+    )
+
+
 def _check_bounds(value: Any, meta: Mapping, path: str, where: str) -> Any:
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(
-            f"{where}: `{path}` is {value!r}; allowed values: {', '.join(map(repr, meta['choices']))}"
-            f"{_suggest(str(value), [str(c) for c in meta['choices']], '')}"
-        )
+        _raise_not_a_choice(value, meta, path, where)
     low, high = meta.get("min"), meta.get("max")
     if low is not None and value < low or high is not None and value > high:
         bounds = f"at least {low}" if high is None else f"at most {high}" if low is None else f"in [{low}, {high}]"

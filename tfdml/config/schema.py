@@ -125,7 +125,9 @@ class TrainConfig:
     # ~11x slower for depthwise convolutions on CPU, and faster for plain ones); true/false force it.
     jit_compile: Union[bool, str] = _f("auto", choices=(True, False, "auto"))
     head_warmup_epochs: int = _f(0, min=0)  # epochs training only the head and the loss's proxies, backbone frozen
-    verbose: int = _f(1, choices=(0, 1, 2))
+    # Keras's: 0 silent, 1 progress bars, 2 one line per epoch; `auto` is 1 on a terminal and 2 when stdout is
+    # not one (a log piped to a file gets no control codes). It also sets the embedding and search progress.
+    verbose: Union[int, str] = _f("auto", choices=(0, 1, 2, "auto"))
 
 
 @dataclass

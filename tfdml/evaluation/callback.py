@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tfdml.errors import NON_FINITE_HINT, TfdmlError
 from tfdml.evaluation.metrics import evaluate_retrieval
+from tfdml.evaluation.progress import Verbose, with_progress
 
 
 _EMBED_FUNCTIONS: "weakref.WeakKeyDictionary[keras.Model, Callable]" = weakref.WeakKeyDictionary()
@@ -30,17 +31,27 @@ def _embed_function(model: keras.Model) -> Callable:
     return _EMBED_FUNCTIONS[model]
 
 
-def embed_dataset(model: keras.Model, dataset: tf.data.Dataset, verbose: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and labels of a finite `(images, labels)` dataset, in dataset order."""
+def embed_dataset(model: keras.Model, dataset: tf.data.Dataset, verbose: Verbose = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and labels of a finite `(images, labels)` dataset, in dataset order.
+
+    `verbose` (0, 1, 2 or "auto", as in `tfdml.evaluation.progress`) shows a Progbar over the batches.
+
+    Example:
+        >>> embeddings, labels = embed_dataset(model, test_ds, verbose="auto")  # doctest: +SKIP
+        40/40 ━━━━━━━━━━━━━━━━━━━━ 3s 70ms/batch
+    """
     embeddings, labels = [], []
     step = _embed_function(model)
-    progress = keras.utils.Progbar(None, unit_name="batch") if verbose else None
-    for i, (images, batch_labels) in enumerate(dataset):
+    for images, batch_labels in with_progress(dataset, verbose, total=dataset_length(dataset)):
         embeddings.append(step(images).numpy())
         labels.append(batch_labels.numpy())
-        if progress is not None:
-            progress.update(i + 1)
     return np.concatenate(embeddings).astype(np.float32), np.concatenate(labels)
+
+
+def dataset_length(dataset: tf.data.Dataset) -> int | None:
+    """The number of batches of `dataset` when tf.data knows it, else None (a bar without a total)."""
+    cardinality = int(dataset.cardinality())
+    return cardinality if cardinality >= 0 else None
 
 
 class RetrievalValidation(keras.callbacks.Callback):

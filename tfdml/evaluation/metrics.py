@@ -118,6 +118,7 @@ def evaluate_retrieval(
     backend: str = "auto",
     compute_nmi: bool = False,
     seed: int = 0,
+    verbose: int | str = 0,
 ) -> dict[str, float]:
     """Cosine retrieval metrics of a labelled embedding set.
 
@@ -134,6 +135,7 @@ def evaluate_retrieval(
 
     ``backend`` picks the neighbour search (``neighbours.BACKENDS``: "auto",
     "sklearn", "blockwise", or "faiss" if installed); all are exact.
+    ``verbose`` (0, 1, 2, "auto") shows the blockwise search's progress.
 
     Returns:
         ``retrieval_metrics`` output, plus ``"nmi"`` (over the rows that are
@@ -145,6 +147,44 @@ def evaluate_retrieval(
         1.0
     """
     embeddings, labels = np.asarray(embeddings), np.asarray(labels)
+    ks = _check_ks(ks)
+    query_rows, ranked, relevant = ranked_neighbours(embeddings, labels, query_mask=query_mask,
+                                                     gallery_mask=gallery_mask, k=ks[-1], backend=backend,
+                                                     verbose=verbose)
+    _, codes = np.unique(labels, return_inverse=True)
+    neighbour_codes = np.where(ranked >= 0, codes[ranked], _NO_NEIGHBOUR)
+    result = retrieval_metrics(neighbour_codes, codes[query_rows], relevant, ks)
+    if compute_nmi:
+        used = _check_mask(query_mask, len(labels), "query_mask") | _check_mask(gallery_mask, len(labels),
+                                                                                 "gallery_mask")
+        result["nmi"] = nmi(embeddings[used], labels[used], seed=seed)
+    return result
+
+
+def ranked_neighbours(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    query_mask: np.ndarray | None = None,
+    gallery_mask: np.ndarray | None = None,
+    k: int = 1,
+    backend: str = "auto",
+    verbose: int | str = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The neighbours that ``evaluate_retrieval`` scores: each query's gallery rows, best first.
+
+    Masks are those of ``evaluate_retrieval``; a query never retrieves its own row. Returns
+    ``(query_rows [Q], neighbour_rows [Q, K], relevant [Q])``: rows index ``embeddings``, K is
+    ``max(k, largest R)`` so that every AP@R can be computed, ``-1`` marks a rank past the last
+    reference, and R (``relevant``) counts the gallery rows of the query's label, itself excluded.
+
+    Example:
+        >>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+        >>> rows, ranked, relevant = ranked_neighbours(x, np.array([0, 0, 1]), k=1)
+        >>> ranked[:, 0].tolist(), relevant.tolist()
+        ([1, 0, 1], [1, 1, 0])
+    """
+    embeddings, labels = np.asarray(embeddings), np.asarray(labels)
     if embeddings.ndim != 2:
         raise ValueError(f"embeddings must be 2-D [N, D], got shape {embeddings.shape}")
     n_rows = embeddings.shape[0]
@@ -152,7 +192,6 @@ def evaluate_retrieval(
         raise ValueError(f"labels must have shape ({n_rows},), got {labels.shape}")
     is_query = _check_mask(query_mask, n_rows, "query_mask")
     in_gallery = _check_mask(gallery_mask, n_rows, "gallery_mask")
-    ks = _check_ks(ks)
     query_rows, gallery_rows = np.flatnonzero(is_query), np.flatnonzero(in_gallery)
     if len(query_rows) == 0 or len(gallery_rows) == 0:
         raise ValueError("query_mask and gallery_mask must each select at least one row")
@@ -162,14 +201,14 @@ def evaluate_retrieval(
     gallery_counts = np.bincount(codes[gallery_rows], minlength=codes.max() + 1)
     relevant = gallery_counts[codes[query_rows]] - query_is_gallery
 
-    k_needed = max(ks[-1], int(relevant.max()))
+    k_needed = max(k, int(relevant.max()))
     queries = _rows(embeddings, is_query, query_rows)
     if np.array_equal(is_query, in_gallery):
         # Self-retrieval: the search drops each query's own row itself, and the
         # blockwise backend computes every pair once instead of twice.
         k_search = min(k_needed, len(query_rows) - 1)
         idx = (
-            nearest_neighbours(queries, None, k_search, backend=backend)[0]
+            nearest_neighbours(queries, None, k_search, backend=backend, verbose=verbose)[0]
             if k_search
             else np.zeros((len(query_rows), 0), np.int64)  # a single row has no neighbour
         )
@@ -177,21 +216,36 @@ def evaluate_retrieval(
         # One extra neighbour lets a query drop its own row when it is in the gallery.
         k_search = min(k_needed + int(query_is_gallery.any()), len(gallery_rows))
         gallery = _rows(embeddings, in_gallery, gallery_rows)
-        idx, _ = nearest_neighbours(queries, gallery, k_search, backend=backend)
+        idx, _ = nearest_neighbours(queries, gallery, k_search, backend=backend, verbose=verbose)
     neighbour_rows = gallery_rows[idx]
     keep = neighbour_rows != query_rows[:, None]
     # Rank of each kept neighbour once the query's own row is removed.
     rank = np.cumsum(keep, axis=1) - 1
     keep &= rank < k_needed
-    neighbour_codes = np.full((len(query_rows), k_needed), _NO_NEIGHBOUR, np.int64)
+    ranked = np.full((len(query_rows), k_needed), -1, np.int64)
     q_pos, col = np.nonzero(keep)
-    neighbour_codes[q_pos, rank[q_pos, col]] = codes[neighbour_rows[q_pos, col]]
+    ranked[q_pos, rank[q_pos, col]] = neighbour_rows[q_pos, col]
+    return query_rows, ranked, relevant
 
-    result = retrieval_metrics(neighbour_codes, codes[query_rows], relevant, ks)
-    if compute_nmi:
-        used = is_query | in_gallery
-        result["nmi"] = nmi(embeddings[used], labels[used], seed=seed)
-    return result
+
+def average_precision_at_r(neighbour_labels: np.ndarray, query_labels: np.ndarray,
+                           relevant_counts: np.ndarray) -> np.ndarray:
+    """Each query's AP@R (its term of MAP@R), NaN for a query without relevant references (R = 0).
+
+    Arguments are those of ``retrieval_metrics``; the mean of the finite values is its ``map@r``.
+
+    Example:
+        >>> average_precision_at_r(np.array([[0, 1, 0], [1, 1, 1]]), np.array([0, 2]), np.array([3, 0])).round(4)
+        array([0.5556,    nan])
+    """
+    r = np.asarray(relevant_counts, np.int64)
+    width = max(int(r.max(initial=0)), 1)
+    correct = np.asarray(neighbour_labels)[:, :width] == np.asarray(query_labels)[:, None]
+    ranks = np.arange(1, correct.shape[1] + 1)
+    hits_in_r = correct & (ranks <= r[:, None])
+    precision_at_i = np.cumsum(hits_in_r, axis=1) / ranks
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(r > 0, (precision_at_i * hits_in_r).sum(axis=1) / r, np.nan)
 
 
 def _rows(x: np.ndarray, mask: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -30,6 +30,8 @@ from types import ModuleType
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
+from tfdml.evaluation.progress import Verbose, with_progress
+
 BACKENDS = ("auto", "sklearn", "blockwise", "faiss")
 
 # "auto" hands sets up to this many query x reference pairs to scikit-learn.
@@ -102,6 +104,7 @@ def nearest_neighbours(
     *,
     backend: str = "auto",
     block_size: int | None = None,
+    verbose: Verbose = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k references of each query by cosine similarity.
 
@@ -118,6 +121,8 @@ def nearest_neighbours(
             and "blockwise" for the others.
         block_size: rows and columns per tile of the "blockwise" backend; None
             chooses them from the sizes (``TILE_ELEMENTS``).
+        verbose: 0, 1, 2 or "auto": a Progbar over the "blockwise" tiles
+            (``tfdml.evaluation.progress``); the other backends show none.
 
     Returns:
         ``(indices, similarities)``: int64 and float32 arrays ``[Q, k]``,
@@ -156,7 +161,7 @@ def nearest_neighbours(
         return _sklearn_search(q, r, int(k), self_mode)
     if backend == "faiss":
         return _faiss_search(q, r, int(k), self_mode)
-    return blockwise_search(q, None if self_mode else r, int(k), block_size=block_size)
+    return blockwise_search(q, None if self_mode else r, int(k), block_size=block_size, verbose=verbose)
 
 
 def is_positive_int(x: object) -> bool:
@@ -277,6 +282,7 @@ def blockwise_search(
     *,
     block_size: int | None = None,
     symmetric: bool = True,
+    verbose: Verbose = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by inner product over float32 matmul tiles (rows already unit).
 
@@ -285,7 +291,7 @@ def blockwise_search(
     query's own row excluded) and ``symmetric`` each tile of the upper
     triangle is computed once and feeds both the rows of its row block and
     those of its column block; ``symmetric=False`` computes every tile, as
-    for separate references.
+    for separate references. `verbose` (0, 1, 2, "auto") shows a Progbar over the tiles.
 
     Example:
         >>> x = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]], np.float32)
@@ -311,28 +317,34 @@ def blockwise_search(
         return np.matmul(q_rows, r_rows.T, out=out)  # float32 in, float32 accumulation
 
     n_row_blocks, n_col_blocks = len(row_edges) - 1, len(col_edges) - 1
-    if not (self_mode and symmetric):
-        for i in range(n_row_blocks):
-            for j in range(n_col_blocks):
-                block = tile(i, j)
-                if self_mode and i == j:
-                    np.fill_diagonal(block, -np.inf)  # in place: a query is not its own neighbour
-                top.update(block, segment_max(block), row_edges[i], col_edges[j], by_rows=True)
-        return top.result()
-
-    # Diagonal tiles first: they hold every pair of their block, and they give
-    # every row a threshold before the off-diagonal tiles filter on it.
-    for i in range(n_row_blocks):
-        block = tile(i, i)
-        np.fill_diagonal(block, -np.inf)
-        top.update(block, segment_max(block), row_edges[i], row_edges[i], by_rows=True)
-    for i in range(n_row_blocks):
-        for j in range(i + 1, n_col_blocks):
-            block = tile(i, j)
-            seg_max = segment_max(block)
-            top.update(block, seg_max, row_edges[i], col_edges[j], by_rows=True)
+    symmetric = self_mode and symmetric
+    pairs = tile_order(n_row_blocks, n_col_blocks, symmetric)
+    # One tile is done in a moment: a bar would only add a line.
+    for i, j in with_progress(pairs, verbose if len(pairs) > 1 else 0, total=len(pairs), unit_name="tile"):
+        block = tile(i, j)
+        if i == j and self_mode:
+            np.fill_diagonal(block, -np.inf)  # in place: a query is not its own neighbour
+        seg_max = segment_max(block)
+        top.update(block, seg_max, row_edges[i], col_edges[j], by_rows=True)
+        if symmetric and i != j:  # the tile's columns are queries too
             top.update(block, seg_max, col_edges[j], row_edges[i], by_rows=False)
     return top.result()
+
+
+def tile_order(n_row_blocks: int, n_col_blocks: int, symmetric: bool) -> list[tuple[int, int]]:
+    """The `(row block, column block)` tiles a blockwise search computes, in order.
+
+    Symmetric self-retrieval computes the upper triangle, diagonal tiles first: they hold every pair
+    of their block, and they give every row a threshold before the off-diagonal tiles filter on it.
+
+    Example:
+        >>> tile_order(2, 2, symmetric=True), tile_order(1, 2, symmetric=False)
+        ([(0, 0), (1, 1), (0, 1)], [(0, 0), (0, 1)])
+    """
+    if not symmetric:
+        return [(i, j) for i in range(n_row_blocks) for j in range(n_col_blocks)]
+    return [(i, i) for i in range(n_row_blocks)] + [
+        (i, j) for i in range(n_row_blocks) for j in range(i + 1, n_col_blocks)]
 
 
 class _TopK:

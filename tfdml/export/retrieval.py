@@ -30,8 +30,9 @@ from tfdml.data.pipeline import eval_dataset, find_bad_images, reraise_data_erro
 from tfdml.data.readers.folder import EXTENSIONS, read_folder
 from tfdml.data.table import DatasetTable
 from tfdml.errors import DataError
-from tfdml.evaluation.callback import embed_dataset
+from tfdml.evaluation.callback import dataset_length, embed_dataset
 from tfdml.evaluation.neighbours import l2_normalise
+from tfdml.evaluation.progress import Verbose, with_progress
 from tfdml.export.saved_model import (KIND_RETRIEVAL, add_image_endpoints, base_manifest, mark_kind, output_dim,
                                       unit_embeddings, write_archive)
 from tfdml.export.serving import ANY_IMAGES, ENCODED_IMAGES, decode_images, prepare_images
@@ -124,12 +125,12 @@ def export_retrieval_model(
 
 
 def embed_table(embedder: Embedder, table: DatasetTable, *, image_size: int, resize: int | None = None,
-                batch_size: int = 256, bbox_crop: bool = False) -> np.ndarray:
+                batch_size: int = 256, bbox_crop: bool = False, verbose: Verbose = 0) -> np.ndarray:
     """float32 embeddings `[N, dim]` of a table's images, preprocessed as evaluation does (`eval_dataset`).
 
     `embedder` is a Keras model (embedded as the run's evaluation does) or any function of an
     image batch, e.g. a loaded SavedModel's `serve`. Files that are missing, not images, or do
-    not decode raise a DataError that names them.
+    not decode raise a DataError that names them. `verbose` (0, 1, 2, "auto") shows a Progbar.
 
     Example:
         >>> embeddings = embed_table(tf.saved_model.load("runs/emoji/saved_model").serve, table,
@@ -142,8 +143,9 @@ def embed_table(embedder: Embedder, table: DatasetTable, *, image_size: int, res
     try:
         with reraise_data_errors():
             if isinstance(embedder, keras.Model):
-                return embed_dataset(embedder, dataset)[0]
-            return np.concatenate([np.asarray(embedder(images)) for images, _ in dataset]).astype(np.float32)
+                return embed_dataset(embedder, dataset, verbose=verbose)[0]
+            batches = with_progress(dataset, verbose, total=dataset_length(dataset))
+            return np.concatenate([np.asarray(embedder(images)) for images, _ in batches]).astype(np.float32)
     except DataError:
         _raise_bad_images(table, decode=True)  # name the file that failed (a truncated one, say)
         raise

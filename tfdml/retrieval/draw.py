@@ -49,6 +49,34 @@ def draw_grid(tiles: np.ndarray, frames: Sequence[Sequence[str]], captions: Sequ
     return grid
 
 
+def table_grid(table, rows: Sequence[Sequence[int]], frames: Sequence[Sequence[str]],
+               captions: Sequence[Sequence[str]], tile: int = 64) -> np.ndarray:
+    """`draw_grid` of a table's images: grid line i shows the table rows `rows[i]` (shorter lines leave blanks).
+
+    Example:
+        >>> grid = table_grid(table, [[4, 7, 2]], [["query", "match", "mismatch"]],
+        ...                   [["AP 0.25", "1: 0.91", "2: 0.88"]])  # doctest: +SKIP
+    """
+    needed = sorted({r for line in rows for r in line})
+    pixels = dict(zip(needed, table_thumbnails(table.select(needed), tile)))
+    tiles = np.full((len(rows), max(map(len, rows)), tile, tile, 3), PLACEHOLDER, np.uint8)
+    for i, line in enumerate(rows):
+        for j, row in enumerate(line):
+            if pixels[row] is not None:
+                tiles[i, j] = pixels[row]
+    return draw_grid(tiles, frames, captions)
+
+
+def short(text: str, width: int = 14) -> str:
+    """`text` cut to `width` characters (the last one `~`), to fit under a 64-pixel tile.
+
+    Example:
+        >>> short("Black_footed_Albatross")
+        'Black_footed_~'
+    """
+    return text if len(text) <= width else text[: width - 1] + "~"
+
+
 def _text_drawer():
     try:
         from PIL import Image, ImageDraw, ImageFont

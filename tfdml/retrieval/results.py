@@ -125,7 +125,7 @@ class SearchResults:
         grey (unknown), each captioned with rank, score and class. Writes a PNG at `path` if given;
         returns a PIL image (shown inline in a notebook) when Pillow is installed, else the uint8 array.
         """
-        from tfdml.retrieval.draw import PLACEHOLDER, draw_grid, table_thumbnails
+        from tfdml.retrieval.draw import PLACEHOLDER, draw_grid, short, table_thumbnails
 
         n = len(self) if max_queries is None else min(max_queries, len(self))
         queries = self.query_table if self.query_table is not None else _paths_table(self.query_paths)
@@ -143,14 +143,14 @@ class SearchResults:
                 tiles[q, 0] = query_tiles[q]
             label = self.query_labels[q]
             frames.append(["query", *relevance[q].tolist()])
-            captions.append([f"query {q}\n{_short(label) if label is not None else '?'}"])
+            captions.append([f"query {q}\n{short(label) if label is not None else '?'}"])
             for r in range(self.k):
                 pixels = by_id[int(self.ids[q, r])]
                 if pixels is not None:
                     tiles[q, r + 1] = pixels
                 name = self.labels[q, r]
                 mark = "" if self.threshold is None else (" ok" if self.scores[q, r] >= self.threshold else " no")
-                captions[q].append(f"{r + 1}: {self.scores[q, r]:.3f}{mark}\n{_short(name) if name else '-'}")
+                captions[q].append(f"{r + 1}: {self.scores[q, r]:.3f}{mark}\n{short(name) if name else '-'}")
         grid = draw_grid(tiles, frames, captions)
         if path is not None:
             import tensorflow as tf
@@ -211,5 +211,3 @@ def _paths_table(paths: list[str]) -> DatasetTable:
     return DatasetTable.from_class_keys(paths, [""] * len(paths))
 
 
-def _short(text: str, width: int = 14) -> str:
-    return text if len(text) <= width else text[: width - 1] + "~"

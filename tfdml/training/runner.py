@@ -28,11 +28,13 @@ from tfdml.errors import ArtifactError, ConfigError, non_finite_hint
 from tfdml.evaluation import evaluate_retrieval, mix_embeddings, utilization
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.evaluation.neighbours import as_unit_rows
+from tfdml.evaluation.progress import Verbose, resolve_verbose
 from tfdml.export import export_saved_model
 from tfdml.training.builders import build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
+from tfdml.training.projector import write_projector
 from tfdml.training.warmup import HeadWarmup
 
 
@@ -110,7 +112,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
                                      steps * (config.train.epochs - start_epoch))
         rounds = []
         if config.ccp.enabled:  # after validation, before checkpointing: it acts on this epoch's metric
-            pool = table_pool(data.train, config.ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed)
+            pool = table_pool(data.train, config.ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed,
+                              verbose=config.train.verbose)
             rounds = [CCPRounds(validation, pool, lambda0=config.ccp.lambda0, decay=config.ccp.decay,
                                 patience=config.ccp.patience, stop_patience=config.ccp.stop_patience,
                                 warmup_epochs=config.ccp.warmup_epochs, log=log)]
@@ -127,7 +130,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         with reraise_data_errors(data.train):
             model.fit(data.train_dataset(config, start_epoch * steps), epochs=config.train.epochs,
                       initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
-                      verbose=config.train.verbose)
+                      verbose=resolve_verbose(config.train.verbose))  # Keras's `auto` draws a bar into files
     elif validation.best_weights is not None:
         model.set_weights(validation.best_weights)
     if not chief:  # the chief tests, writes metrics and exports
@@ -138,9 +141,13 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     test, skipped = None, None
     if len(data.test):
         with reraise_data_errors(data.table):
-            embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))
-            train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config))
-        test = evaluate_table(embeddings, labels, data.test, config)
+            verbose = config.train.verbose
+            log(f"testing: embedding the test split ({len(data.test)} images) and the training split "
+                f"({len(data.train)}, for Metrix's utilization)")
+            embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config), verbose=verbose)
+            train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config),
+                                                           verbose=verbose)
+        test = evaluate_table(embeddings, labels, data.test, config, verbose=verbose)
         # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures),
         # on the unit sphere as in the paper (CCP's unit-ball outputs have norms below 1).
         embeddings, train_embeddings = as_unit_rows(embeddings), as_unit_rows(train_embeddings)
@@ -167,6 +174,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
                  is_query=data.test.is_query, is_gallery=data.test.is_gallery)  # for ensembles (MLRC's 512D)
         log(f"test ({data.test.num_classes} held-out classes, {len(data.test)} images): "
             + ", ".join(f"{k} {v:.4f}" for k, v in test.items() if not k.startswith("num_")))
+        projector = write_projector(run_dir / "logs" / "projector", embeddings, data.test, seed=config.seed)
+        log(f"test embeddings for TensorBoard's projector: {projector} (tensorboard --logdir {run_dir / 'logs'})")
     if config.export.saved_model:
         path = export_saved_model(model, run_dir / "saved_model", image_size=config.data.image_size,
                                   resize=config.data.eval_resize)
@@ -188,11 +197,12 @@ def _choose_jit(model: Any, dataset: Any, table: DatasetTable, strategy: Any, lo
 
 
 def evaluate_table(embeddings: np.ndarray, labels: np.ndarray, table: DatasetTable, config: Config,
-                   backend: str | None = None) -> dict[str, float]:
+                   backend: str | None = None, verbose: Verbose = 0) -> dict[str, float]:
     """Retrieval metrics of `table`'s embeddings as a run reports its test metrics (`metrics.json`).
 
     In-Shop style tables (some rows not query or not gallery) search their gallery with their
-    queries; others retrieve among all their images. `backend` defaults to `config.eval.backend`.
+    queries; others retrieve among all their images. `backend` defaults to `config.eval.backend`;
+    `verbose` (0, 1, 2, "auto") shows the blockwise search's progress.
 
     Example:
         >>> embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))  # doctest: +SKIP
@@ -201,7 +211,7 @@ def evaluate_table(embeddings: np.ndarray, labels: np.ndarray, table: DatasetTab
     masks = {} if table.is_query.all() and table.is_gallery.all() else {
         "query_mask": table.is_query, "gallery_mask": table.is_gallery}
     return evaluate_retrieval(embeddings, labels, ks=config.eval.ks, backend=backend or config.eval.backend,
-                              compute_nmi=config.eval.nmi, seed=config.seed, **masks)
+                              compute_nmi=config.eval.nmi, seed=config.seed, verbose=verbose, **masks)
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
