@@ -56,7 +56,8 @@ def train(model: DMLModel, images: np.ndarray, labels: np.ndarray, steps: int) -
     model.fit(data, epochs=1, verbose=0)
     # A CCP round as CCPRounds starts one after `patience` validations without improvement.
     validation = RetrievalValidation(None)
-    validation.best_weights, validation.best_value = model.get_weights(), 0.5
+    # This epoch is the round's best: theta* and the k-center start are the current weights and proxies.
+    model.proximal.record_round_best(0.5, model.network_variables(), model.metric_loss.proxies)
     # Pool images other than the batch's, embeddings shrunk into the unit ball: proxies at distance 0 from
     # the batch or on the ball's surface would sit where the loss is not differentiable (the distance's
     # root, the projection's max(|p|, 1)), and float noise between the two sides would pick the gradient.
