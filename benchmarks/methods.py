@@ -21,8 +21,7 @@ import sys
 from _runs import ROOT, mean_spread, step_ms
 from pretrained import LOSSES, loss_overrides, run_tfdml
 
-CCP = ["ccp.enabled=true", "ccp.proxies_per_class=8", "ccp.pool_size=3",
-       "optimizer.lr_multipliers={backbone: 1.0, head: 1.0, loss: 1.0}"]
+CCP = ["ccp.enabled=true", "ccp.proxies_per_class=8", "ccp.pool_size=3", "optimizer.lr_multipliers.loss=1.0"]
 METRIX = {level: [f"mixing.level={level}"] for level in ("input", "feature", "embedding")}
 GRID = {  # group -> losses -> variants (name -> overrides)
     "ccp": ({"c2", "ms", "triplet"}, {"CCP": CCP}),

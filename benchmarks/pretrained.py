@@ -3,15 +3,20 @@ frozen BatchNorm), and the pytorch-metric-learning peer of `../shared/peer/` on 
 and weights, side by side in one session.
 
     .venv/bin/python benchmarks/pretrained.py [--only ms pa ...] [--seeds 0 1 2] [--epochs N]
-        [--peer ~/pml-venv/bin/python] [--peer-budget S] [key=value ...]
+        [--budget S] [--peer ~/pml-venv/bin/python] [key=value ...]
 
-Each tfdml run goes through `bin/tfdml-train` in its own process with `train.epochs` fixed and no time
-budget, so machine load changes the time, not the result; its training seconds are reported beside
-the metrics. The epoch tested is the best on the validation classes. A loss takes its settings
-(`loss.*`, the `loss` learning-rate multiplier) from its `yaml_configs/emoji_<loss>.yaml`. The peer
-(`--peer`, the Python of a venv with PML 2.9, see `../shared/peer/README.md`) trains for `--peer-budget`
-seconds (default: the mean training time of tfdml's MS runs) and picks its epoch the same way. Finished
-runs are read back, not retrained. Prints one markdown table: mean ± std over the seeds run.
+Each tfdml run goes through `bin/tfdml-train` in its own process and tests the epoch that was best on
+the validation classes. Without `--budget` it trains `train.epochs` with no time limit, so machine
+load changes the time, not the result; with `--budget S` it stops after the epoch in which S seconds
+of training ran out (`train.time_budget_s`). A loss takes its `loss.*` settings from its
+`yaml_configs/emoji_<loss>.yaml`; proxy losses keep the pretrained config's proxy learning rate
+(x100, as the Proxy Anchor paper) and warm the head and proxies up for one epoch first
+(`train.head_warmup_epochs=1`, the Metrix code's 5 of 100 epochs, scaled; not tuned on these data).
+With `--peer` (the Python of a venv with PML 2.9, see `../shared/peer/README.md`) the peer trains the
+same loss (MS or proxy anchor) on the same split, weights and image size *at the same time* as the
+tfdml run of the same seed, for the same wall-clock budget (`--budget`, default 600 s), so both share
+the machine's load. Finished runs are read back, not retrained. Prints one markdown table: mean ± std
+over the seeds run.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ LOSSES = {  # key -> (table label, config whose loss settings it takes)
     "softtriple": ("SoftTriple", "emoji_soft_triple"),
 }
 PEER_LOSSES = {"ms": "ms", "pa": "pa"}  # what the peer script implements
+PROXY_LOSSES = {"pa", "nca", "softmax", "arcface", "softtriple"}
 
 
 def loss_overrides(config: str) -> list[str]:
@@ -48,27 +54,36 @@ def loss_overrides(config: str) -> list[str]:
 
     cfg = load_config(ROOT / "yaml_configs" / f"{config}.yaml")
     loss = to_dict(cfg.loss)
-    return [f"loss.name={loss['name']}", f"loss.args={json.dumps(loss['args'])}", f"loss.xbm={json.dumps(loss['xbm'])}",
-            f"optimizer.lr_multipliers.loss={cfg.optimizer.lr_multipliers['loss']}"]
+    return [f"loss.name={loss['name']}", f"loss.args={json.dumps(loss['args'])}", f"loss.xbm={json.dumps(loss['xbm'])}"]
 
 
-def run_tfdml(key: str, seed: int, epochs: int | None, extra: list[str]) -> dict:
-    overrides = [*loss_overrides(LOSSES[key][1]), f"seed={seed}", "train.time_budget_s=null", *extra]
+def run_tfdml(key: str, seed: int, epochs: int | None, extra: list[str], budget: float | None = None) -> dict:
+    overrides = [*loss_overrides(LOSSES[key][1]), f"seed={seed}", f"train.time_budget_s={budget or 'null'}",
+                 *(["train.head_warmup_epochs=1"] if key in PROXY_LOSSES else []), *extra]
     if epochs:
         overrides.append(f"train.epochs={epochs}")
-    tag = f"{key}_e{epochs or 'cfg'}_s{seed}" + ("_" + "_".join(extra).replace("/", "-") if extra else "")
+    tag = (f"{key}_e{epochs or 'cfg'}_s{seed}" + (f"_b{budget:.0f}" if budget else "")
+           + ("_" + "_".join(extra).replace("/", "-") if extra else ""))
     return train("emoji_pretrained", tag, "bench_pretrained", overrides)
 
 
-def run_peer(python: str, loss: str, seed: int, budget: float) -> dict:
-    """The PML peer's RESULT (cached under runs/bench_pretrained/peer_*.json)."""
-    out = ROOT / "runs" / "bench_pretrained" / f"peer_{loss}_b{budget:.0f}_s{seed}.json"
-    if not out.is_file():
-        data = Path.home() / ".cache" / "tfdml" / "emoji-datasource-16.0.0" / "package"
-        cmd = [python, "pml_peer.py", "emoji", str(data), "--loss", loss, "--budget", str(budget), "--seed", str(seed),
-               "--backbone", "mobilenet_v1", "--weights", str(SHARED / "weights" / "mobilenet_v1_imagenet.npz"),
-               "--size", "64", "--freeze-bn", "--lr", "1e-4"]
-        lines = subprocess.run(cmd, cwd=SHARED / "peer", check=True, capture_output=True, text=True).stdout.splitlines()
+def start_peer(python: str, loss: str, seed: int, budget: float, size: int) -> tuple[Path, subprocess.Popen | None]:
+    """Start the PML peer in the background (unless its RESULT is cached under runs/bench_pretrained/)."""
+    out = ROOT / "runs" / "bench_pretrained" / f"peer_{loss}_{size}px_b{budget:.0f}_s{seed}.json"
+    if out.is_file():
+        return out, None
+    data = Path.home() / ".cache" / "tfdml" / "emoji-datasource-16.0.0" / "package"
+    cmd = [python, "pml_peer.py", "emoji", str(data), "--loss", loss, "--budget", str(budget), "--seed", str(seed),
+           "--backbone", "mobilenet_v1", "--weights", str(SHARED / "weights" / "mobilenet_v1_imagenet.npz"),
+           "--size", str(size), "--freeze-bn", "--lr", "1e-4"]
+    return out, subprocess.Popen(cmd, cwd=SHARED / "peer", stdout=subprocess.PIPE, text=True)
+
+
+def finish_peer(out: Path, process: subprocess.Popen | None) -> dict:
+    if process is not None:
+        lines = process.communicate()[0].splitlines()
+        if process.returncode:
+            raise RuntimeError(f"the peer failed (exit {process.returncode}): {lines[-3:]}")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(next(line for line in lines if line.startswith("RESULT"))[len("RESULT "):])
     return json.loads(out.read_text())
@@ -79,27 +94,29 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(LOSSES), help="losses to run (default: all)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
+    parser.add_argument("--budget", type=float, default=None, help="seconds of training per run (tfdml and peer)")
     parser.add_argument("--peer", help="python of a venv with pytorch-metric-learning 2.9 (../shared/peer)")
-    parser.add_argument("--peer-budget", type=float, default=None)
     args, extra = parser.parse_known_args()
-    rows, ms_times = [], []
+    from tfdml.config import load_config
+
+    size = load_config(ROOT / "yaml_configs" / "emoji_pretrained.yaml", extra).data.image_size
+    rows = []
     for key in args.only or list(LOSSES):
-        runs = [run_tfdml(key, seed, args.epochs, extra) for seed in args.seeds]
-        if key == "ms":
-            ms_times = [r["train_time_s"] for r in runs]
+        runs, peers = [], []
+        for seed in args.seeds:
+            peer = (start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size)
+                    if args.peer and key in PEER_LOSSES else None)
+            runs.append(run_tfdml(key, seed, args.epochs, extra, args.budget))
+            if peer is not None:
+                peers.append(finish_peer(*peer))
         rows.append(_row(f"tfdml {LOSSES[key][0]}", [r["test"]["recall@1"] for r in runs],
                          [r["test"]["map@r"] for r in runs], [r["train_time_s"] for r in runs],
                          [len(r["validation"]) for r in runs], [r["best_val"]["epoch"] for r in runs]))
         print(rows[-1], flush=True)
-    if args.peer:
-        budget = args.peer_budget or (statistics.mean(ms_times) if ms_times else 600.0)
-        for key in args.only or list(LOSSES):
-            if key not in PEER_LOSSES:
-                continue
-            runs = [run_peer(args.peer, PEER_LOSSES[key], seed, budget) for seed in args.seeds]
-            rows.append(_row(f"PML 2.9 {LOSSES[key][0]}", [r["test"]["r_at_1"] for r in runs],
-                             [r["test"]["map_at_r"] for r in runs], [r["budget_s"] for r in runs],
-                             [r["epochs"] for r in runs], [r["best_epoch"] for r in runs]))
+        if peers:
+            rows.append(_row(f"PML 2.9 {LOSSES[key][0]}", [r["test"]["r_at_1"] for r in peers],
+                             [r["test"]["map_at_r"] for r in peers], [r["budget_s"] for r in peers],
+                             [r["epochs"] for r in peers], [r["best_epoch"] for r in peers]))
             print(rows[-1], flush=True)
     print(f"\nemoji_pretrained.yaml {' '.join(extra)}; seeds {args.seeds}; test classes never used to pick a run\n")
     print("| run | test R@1 | test MAP@R | train s | epochs | best epoch |\n|---|---|---|---|---|---|")
