@@ -299,5 +299,5 @@ def test_bad_images_fail_by_name_or_are_skipped_with_a_count(tmp_path):
     data = build_data(load_config(root / "yaml_configs" / "emoji.yaml", [*overrides, "data.skip_bad_images=true"]),
                       messages.append)
     assert victim not in data.table.path and len(data.table) == len(mini.colour) - 1
-    assert messages == [f"skipping 1 of {len(mini.colour)} images that cannot be read, e.g. {victim} "
-                        "(not a JPEG, PNG, GIF or BMP file)"]
+    assert messages == [f"skipping 1 of {len(mini.colour)} images that cannot be read (data.skip_bad_images): "
+                        f"{victim} (not a JPEG, PNG, GIF or BMP file)"]

@@ -100,7 +100,7 @@ def export_retrieval_model(
     archive.add_endpoint("search_bytes", lambda images, k: search_prepared(decode_images(images, image_size, resize),
                                                                            k), input_signature=[ENCODED_IMAGES, k_spec])
     embed = add_image_endpoints(archive, model, image_size, resize, "embed")
-    mark_kind(archive, KIND_RETRIEVAL)
+    mark_kind(archive, KIND_RETRIEVAL, image_size)
     archive.add_variable_collection(GALLERY_COLLECTION, [gallery_var])  # for tfdml.Retriever.from_saved_model
     if output_dim(embed) != dim:
         raise ValueError(f"the gallery embeddings have {dim} dimensions but the model embeds in {output_dim(embed)}")

@@ -36,6 +36,7 @@ from tfdml.errors import ArtifactError
 KIND_EMBEDDING = "embedding"
 KIND_RETRIEVAL = "retrieval"
 KIND_COLLECTION = "tfdml_kind"  # the loaded object's `tfdml_kind[0]` is the kind, a string variable
+SIZE_COLLECTION = "tfdml_image_size"  # the side the model embeds at (inputs of any size are resized to it)
 MANIFEST = "manifest.json"  # in the SavedModel's directory; TensorFlow ignores it
 MANIFEST_FORMAT = 1
 
@@ -55,7 +56,7 @@ def export_saved_model(model: keras.Model, path: str | Path, image_size: int, re
     archive = keras.export.ExportArchive()
     archive.track(model)
     serve = add_image_endpoints(archive, model, image_size, resize, "serve")
-    mark_kind(archive, KIND_EMBEDDING)
+    mark_kind(archive, KIND_EMBEDDING, image_size)
     manifest = base_manifest(KIND_EMBEDDING, image_size, resize, output_dim(serve))
     write_archive(archive, path, manifest)
     return path
@@ -108,9 +109,13 @@ def empty_safe(model: keras.Model, image_size: int) -> Callable[[tf.Tensor], tf.
     return embed
 
 
-def mark_kind(archive: Any, kind: str) -> None:
-    """Record `kind` in an `ExportArchive` as the variable collection `tfdml_kind` (a public Keras API)."""
+def mark_kind(archive: Any, kind: str, image_size: int | None = None) -> None:
+    """Record `kind` in an `ExportArchive` as the variable collection `tfdml_kind` (a public Keras API), and
+    the side the model embeds at as `tfdml_image_size` (the signatures take any size, so they cannot tell)."""
     archive.add_variable_collection(KIND_COLLECTION, [tf.Variable(kind, trainable=False, name=KIND_COLLECTION)])
+    if image_size is not None:
+        archive.add_variable_collection(SIZE_COLLECTION, [tf.Variable(int(image_size), trainable=False,
+                                                                      name=SIZE_COLLECTION)])
 
 
 def output_dim(endpoint: Any) -> int:
@@ -243,7 +248,9 @@ def load_exported(path: str | Path) -> ExportedModel:
         raise ArtifactError(f"{path} is a retrieval SavedModel without its {MANIFEST} (the gallery's paths and "
                             f"labels); copy it along with the SavedModel or re-export with tfdml-export")
     signature = signatures["serve" if kind == KIND_EMBEDDING else "embed"]
-    takes = signature.structured_input_signature[1]["images"].shape[1]
+    size_marker = getattr(obj, SIZE_COLLECTION, None)
+    takes = (int(size_marker[0].numpy()) if size_marker is not None and len(size_marker) == 1
+             else signature.structured_input_signature[1]["images"].shape[1])  # before the marker: a fixed size
     image_size = int(manifest.get("image_size") or takes)
     if takes is not None and image_size != int(takes):
         raise ArtifactError(f"{path / MANIFEST} says image_size {image_size} but the SavedModel takes {takes} px "

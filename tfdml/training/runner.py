@@ -61,11 +61,13 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     run_dir = Path(config.output_dir) / config.name
     keras.utils.set_random_seed(config.seed)
     state = _resume_state(run_dir, config, log)
+    # Before anything runs TensorFlow ops (the data checks decode images): MultiWorkerMirroredStrategy
+    # configures collective ops, which TensorFlow accepts only at program start.
+    strategy = get_strategy(config.distribute)
 
     data = build_data(config, log)
     log(f"data: {config.data.dataset}: {data.summary()}")
     steps = config.train.steps_per_epoch or len(data.sampler)
-    strategy = get_strategy(config.distribute)
     if config.sampler.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"sampler.batch_size={config.sampler.batch_size} must be a multiple of the "
                           f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}")
