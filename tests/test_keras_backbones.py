@@ -128,8 +128,15 @@ def _all_bn(layer):
     return [la for la in all_layers(layer) if isinstance(la, keras.layers.BatchNormalization)]
 
 
-@pytest.mark.parametrize("backbone, args", [("keras/MobileNet", {"alpha": 0.25}), ("keras/EfficientNetV2B0", {})])
-def test_frozen_batchnorm_keeps_statistics_and_parameters_through_training(backbone, args):
+def test_frozen_batchnorm_reaches_every_batchnorm_of_a_nested_family():
+    model = _tiny_model("keras/EfficientNetV2B0", freeze=True)  # BatchNorm inside nested blocks
+    norms = _all_bn(model.backbone)
+    assert len(norms) > 50 and not any(la.trainable for la in norms)
+    assert not any(v.trainable for la in norms for v in la.weights)
+
+
+def test_frozen_batchnorm_keeps_statistics_and_parameters_through_training():
+    backbone, args = "keras/MobileNet", {"alpha": 0.25}
     model = _tiny_model(backbone, freeze=True, **args)
     assert _all_bn(model.backbone) and not any(la.trainable for la in _all_bn(model.backbone))
     bn_before = _bn_weights(model)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 
@@ -57,8 +60,8 @@ class TimeBudget(keras.callbacks.Callback):
 
 class RunCheckpoint(keras.callbacks.Callback):
     """After every epoch: `last.keras` (weights and optimizer state), `best.weights.h5` when validation
-    improved, and `state.json` (epoch, best metric, time spent), each written atomically so an
-    interruption at any moment leaves a consistent checkpoint to resume from."""
+    improved, `state.json` (epoch, best metric, time spent) and `manifest.json` (the set's fingerprints),
+    written as one set so that an interruption at any moment leaves a consistent checkpoint to resume from."""
 
     def __init__(self, directory: str | Path, validation: RetrievalValidation, budget: TimeBudget) -> None:
         super().__init__()
@@ -79,9 +82,6 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        if self.validation.best_epoch == epoch + 1:
-            _atomic(self.best_path, self.model.save_weights)
-        _atomic(self.last_path, self.model.save)
         state = {
             "epoch": epoch + 1,
             "best_value": self.validation.best_value,
@@ -89,11 +89,22 @@ class RunCheckpoint(keras.callbacks.Callback):
             "spent_s": self.budget.spent_s,
             "validation": self.validation.history,
         }
-        _atomic(self.state_path, lambda p: Path(p).write_text(json.dumps(state, indent=1)))
-        # Written last: names the files of this epoch, so a set mixed from two epochs is detected on resume.
-        files = [p for p in (self.last_path, self.state_path, self.best_path) if p.is_file()]
-        manifest = {"epoch": epoch + 1, "files": {p.name: _fingerprint(p) for p in files}}
-        _atomic(self.manifest_path, lambda p: Path(p).write_text(json.dumps(manifest, indent=1)))
+        writers = {self.last_path: self.model.save,
+                   self.state_path: lambda p: Path(p).write_text(json.dumps(state, indent=1))}
+        if self.validation.best_epoch == epoch + 1:
+            writers[self.best_path] = self.model.save_weights
+        # Ctrl-C waits until the set is complete; every file is written in full under a temporary name
+        # before any is renamed into place, so a kill (which cannot wait) has only the renames to hit,
+        # and the manifest, renamed last, names the files of this epoch so that a mixed set is detected.
+        with _interrupts_deferred():
+            written = {path: _write_temporary(path, write) for path, write in writers.items()}
+            fingerprints = {p.name: _fingerprint(written.get(p, p)) for p in (self.last_path, self.state_path,
+                                                                            self.best_path) if p in written or p.is_file()}
+            manifest = _write_temporary(self.manifest_path, lambda p: Path(p).write_text(
+                json.dumps({"epoch": epoch + 1, "files": fingerprints}, indent=1)))
+            for path, temporary in written.items():
+                os.replace(temporary, path)
+            os.replace(manifest, self.manifest_path)
 
     @property
     def manifest_path(self) -> Path:
@@ -144,9 +155,25 @@ def _fingerprint(path: Path) -> dict:
     return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def _atomic(path: Path, write: Any) -> None:
-    # The pid keeps two processes (which the run lock should prevent) from sharing a temporary file;
-    # the name keeps its suffix (Keras chooses the format by it).
+def _write_temporary(path: Path, write: Any) -> Path:
+    """Write `path`'s new content to a temporary file beside it and return that file.
+
+    The pid keeps two processes (which the run lock should prevent) from sharing a temporary file;
+    the name keeps its suffix (Keras chooses the format by it).
+    """
     tmp = path.with_name(f".tmp.{os.getpid()}.{path.name}")
     write(str(tmp))
-    os.replace(tmp, path)
+    return tmp
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block ends (in the main thread; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
