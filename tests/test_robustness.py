@@ -286,8 +286,10 @@ def test_checkpoint_temporary_files_are_unique_to_the_process(shapes, tmp_path):
     from tfdml.training import callbacks
 
     written = []
-    callbacks._atomic(tmp_path / "last.keras", lambda p: (written.append(p), Path(p).write_text("x")))
-    assert Path(written[0]).name == f".tmp.{os.getpid()}.last.keras" and (tmp_path / "last.keras").is_file()
+    temporary = callbacks._write_temporary(tmp_path / "last.keras",
+                                           lambda p: (written.append(p), Path(p).write_text("x")))
+    assert Path(written[0]).name == temporary.name == f".tmp.{os.getpid()}.last.keras" and temporary.is_file()
+    assert not (tmp_path / "last.keras").exists()  # renamed into place only once the whole set is written
 
 
 # ----------------------------------------------------------------------------- 5. checkpoints as one set
