@@ -187,3 +187,21 @@ def write_folder(tmp: Path) -> Mini:
     (mini.root / "boots" / "notes.txt").write_text("not an image")
     (mini.root / "sandals" / ".DS_Store").write_bytes(b"\0")
     return mini
+
+
+def write_colour_classes(root: Path, classes: int = 12, per_class: int = 4, size: tuple[int, int] = (16, 16),
+                         ext: str = "png") -> Path:
+    """`root/class<NN>/<i>.<ext>` (PNG or JPEG): one colour per class plus noise, so a tiny network can learn
+    the classes. For end-to-end runs of the `folder` reader (training, packaging, multi-worker)."""
+    import tensorflow as tf
+
+    encode = tf.io.encode_png if ext == "png" else tf.io.encode_jpeg
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        colour = rng.integers(0, 256, 3)
+        for i in range(per_class):
+            pixels = np.clip(colour + rng.normal(0, 30, (*size, 3)), 0, 255).astype(np.uint8)
+            path = root / f"class{c:02d}" / f"{i}.{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(encode(pixels).numpy())
+    return root

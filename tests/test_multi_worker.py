@@ -14,8 +14,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from miniatures import write_colour_classes
 from tfdml.config import load_config
 from tfdml.training import run
 
@@ -55,18 +55,6 @@ def run_workers(commands: list[list[str]], cwd: Path = ROOT) -> list[subprocess.
     return results
 
 
-def write_folder(root: Path, classes: int = 12, per_class: int = 4) -> Path:
-    """`root/<class>/<k>.png`: tiny images whose colour depends on the class (so training can learn)."""
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        base = rng.integers(0, 256, 3)
-        for k in range(per_class):
-            pixels = np.clip(base + rng.normal(0, 30, (12, 12, 3)), 0, 255).astype(np.uint8)
-            (root / f"c{c:02d}").mkdir(parents=True, exist_ok=True)
-            tf.io.write_file(str(root / f"c{c:02d}" / f"{k}.png"), tf.io.encode_png(pixels))
-    return root
-
-
 def overrides(data: Path, output_dir: Path) -> list[str]:
     """A tiny run: 2 epochs of 2 steps; SGD, not Adam, so that a wrong gradient scale shows in the weights."""
     return [f"data.root={data}", "data.dataset=folder", "data.reader_args={}", "data.image_size=12",
@@ -77,7 +65,7 @@ def overrides(data: Path, output_dir: Path) -> list[str]:
 
 
 def test_two_workers_train_as_one_device_and_only_the_chief_writes(tmp_path):
-    data = write_folder(tmp_path / "data")
+    data = write_colour_classes(tmp_path / "data", size=(12, 12))
     chief_dir, worker_dir = tmp_path / "chief", tmp_path / "worker"  # distinct, to see who writes what
     command = [sys.executable, "-m", "tfdml.cli.train", "emoji.yaml", "distribute=multi_worker"]
     results = run_workers([command + overrides(data, chief_dir), command + overrides(data, worker_dir)])

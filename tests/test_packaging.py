@@ -18,10 +18,9 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
+from miniatures import write_colour_classes
 from tfdml.cli import train as train_cli
 from tfdml.config.locate import REPOSITORY, find_config
 from tfdml.errors import ConfigError
@@ -45,17 +44,6 @@ def test_configs_are_found_by_name_and_a_miss_names_every_place_looked(tmp_path,
     assert train_cli.main(["emoj"]) == 2
     err_lines = capsys.readouterr().err.splitlines()
     assert len(err_lines) == 1 and err_lines[0].startswith("tfdml-train: error: config file not found: emoj (looked")
-
-
-def _image_folder(root: Path, classes: int = 12, per_class: int = 3) -> Path:
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        colour = rng.integers(0, 256, 3)
-        for i in range(per_class):
-            img = np.clip(colour + rng.normal(0, 30, (12, 14, 3)), 0, 255).astype(np.uint8)
-            (root / f"class{c:02d}").mkdir(parents=True, exist_ok=True)
-            tf.io.write_file(str(root / f"class{c:02d}" / f"{i}.png"), tf.io.encode_png(img))
-    return root
 
 
 def test_built_wheel_trains_emoji_yaml_by_name_outside_the_repo(tmp_path):
@@ -93,7 +81,7 @@ def test_built_wheel_trains_emoji_yaml_by_name_outside_the_repo(tmp_path):
     assert where.stdout.splitlines()[0].startswith(str(site)), where.stdout  # the wheel's tfdml, not the editable one
     assert "yaml_configs" not in where.stdout
 
-    data = _image_folder(tmp_path / "images")
+    data = write_colour_classes(tmp_path / "images", per_class=3, size=(12, 14))
     trained = subprocess.run([str(fresh / "bin" / "tfdml-train"), "emoji.yaml", "data.dataset=folder", "data.reader_args={}",
                               f"data.root={data}", *TINY, f"output_dir={work / 'runs'}", "name=wheel"],
                              cwd=work, env=env, capture_output=True, text=True, timeout=300)

@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
+from miniatures import write_colour_classes
 from tfdml.config import load_config
 from tfdml.data import DatasetTable
 from tfdml.data.pipeline import find_bad_images
@@ -26,23 +26,10 @@ TINY = ["data.dataset=folder", "data.image_size=16", "sampler.batch_size=8", "sa
         "eval.batch_size=64", "train.verbose=0", "data.min_images=2"]
 
 
-def write_shapes(root: Path, classes: int = 12, per_class: int = 4) -> Path:
-    """`root/<class>/<i>.jpg`: small JPEGs, one colour per class plus noise."""
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        colour = rng.integers(0, 256, 3)
-        for i in range(per_class):
-            pixels = np.clip(colour + rng.normal(0, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
-            path = root / f"class{c:02d}" / f"{i}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(tf.io.encode_jpeg(pixels).numpy())
-    return root
-
-
 @pytest.fixture
 def shapes(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TFDML_CACHE", str(tmp_path / "cache"))  # no verdicts from other tests
-    return write_shapes(tmp_path / "shapes")
+    return write_colour_classes(tmp_path / "shapes", ext="jpg")
 
 
 def tiny(tmp_path: Path, root: Path, *extra: str):
