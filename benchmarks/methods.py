@@ -2,7 +2,7 @@
 plain losses, seed by seed.
 
     .venv/bin/python benchmarks/methods.py [--only ccp metrix both] [--losses c2 ms ...] [--seeds 0 1 2]
-        [--epochs N] [key=value ...]
+        [--variants CCP feature ...] [--epochs N] [key=value ...]
     .venv/bin/python benchmarks/methods.py --step-cost     # the extra cost per step of each method
 
 CCP is compared on C2, MS and triplet; Metrix at the input, feature and embedding level on C2, MS
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(GRID), default=sorted(GRID))
     parser.add_argument("--losses", nargs="*", default=["c2", "ms", "triplet", "pa"])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="*", default=None,
+                        help="only the variants whose name contains one of these (e.g. CCP feature)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--step-cost", action="store_true", help="time each method's step instead")
     parser.add_argument("--steps", type=int, default=10)
@@ -74,6 +76,8 @@ def main() -> None:
             rows.append(_row(loss, "plain", plain, None))
             print(rows[-1], flush=True)
             for name, overrides in variants.items():
+                if args.variants and not any(v in name for v in args.variants):
+                    continue
                 runs = [run_tfdml(loss, s, args.epochs, [*extra, *overrides]) for s in args.seeds]
                 rows.append(_row(loss, name, runs, plain))
                 print(rows[-1], flush=True)

@@ -171,3 +171,17 @@ def test_bad_inputs_say_what_is_expected(model, folder):
         retriever.search(coloured(1, seed=0)[0], k=13)
     with pytest.raises(DataError, match="2 labels for 1 images"):
         retriever.search(coloured(1, seed=0)[0], k=1, labels=["a", "b"])
+
+
+def test_an_approximate_index_searches_like_the_exact_one_on_a_small_gallery(model, folder):
+    pytest.importorskip("faiss")
+    exact = Retriever(model, folder, image_size=SIZE)
+    approximate = Retriever(model, folder, image_size=SIZE, index="hnsw", index_args={"candidates": 2},
+                            embeddings=exact.embeddings)
+    assert "ApproximateIndex(hnsw, 12 rows" in repr(approximate.index)
+    queries, labels = coloured(4, seed=5)
+    a, b = exact.search(queries, k=3, labels=labels), approximate.search(queries, k=3, labels=labels)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown index 'nope'"):
+        Retriever(model, folder, image_size=SIZE, index="nope", embeddings=exact.embeddings)

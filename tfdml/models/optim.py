@@ -48,9 +48,10 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
 def scaled_clone(optimizer: keras.optimizers.Optimizer, multiplier: float) -> keras.optimizers.Optimizer:
     """A fresh optimizer of the same class and settings whose learning rate is `multiplier` times larger."""
     config = optimizer.get_config()
-    rate = optimizer._learning_rate  # the schedule object or the float, not its current value
-    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
-        config["learning_rate"] = ScaledSchedule(rate, multiplier)
+    rate = config["learning_rate"]  # a float, or a schedule serialised as a dict (schedules are stateless)
+    if isinstance(rate, dict):
+        schedule = keras.optimizers.schedules.deserialize(rate)
+        config["learning_rate"] = ScaledSchedule(schedule, multiplier)
     else:
         config["learning_rate"] = float(config["learning_rate"]) * multiplier
     config["name"] = f"{config.get('name', 'optimizer')}_x{multiplier:g}"

@@ -3,7 +3,8 @@
 Built from a `DMLModel` (or any Keras model: images -> embeddings) or an exported SavedModel, and a
 gallery: a `DatasetTable`, a folder (`root/<class>/<image>` or flat), image paths or image arrays.
 Images are preprocessed as evaluation does (resized, centre crop; alpha composited on white) and
-searched exactly by cosine similarity with `tfdml.evaluation.nearest_neighbours`.
+searched by cosine similarity: exactly (`tfdml.evaluation.nearest_neighbours`), or with an approximate faiss
+index whose candidates are re-ranked exactly (`index="hnsw"`, "ivf", "ivfpq"; `tfdml.retrieval.index`).
 
 Example:
     >>> retriever = Retriever(model, test, image_size=32)                     # doctest: +SKIP
@@ -12,6 +13,7 @@ Example:
     >>> retriever.calibrate(val_images, val_labels, target_precision=0.9)   # doctest: +SKIP
     >>> retriever.match(["new.png"]).predicted_labels                        # doctest: +SKIP
     >>> Retriever.from_saved_model("runs/emoji/retrieval_model")             # doctest: +SKIP
+    >>> Retriever(model, sop_test, image_size=224, index="hnsw")             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import numpy as np
 
 from tfdml.data.table import DatasetTable
 from tfdml.errors import ArtifactError, DataError
-from tfdml.evaluation.neighbours import l2_normalise, nearest_neighbours
+from tfdml.evaluation.neighbours import l2_normalise
 from tfdml.retrieval.calibration import Calibration, calibrate_threshold
+from tfdml.retrieval.index import build_index
 from tfdml.retrieval.inputs import Images, as_table, class_name_array
 from tfdml.retrieval.results import SearchResults
 
@@ -40,12 +43,15 @@ class Retriever:
         gallery_labels: class keys of paths or arrays (one per image); None: unlabelled.
         image_size, resize: the model's input side and the evaluation short side (None: `image_size`).
         embeddings: the gallery's embeddings if already computed (one row per image).
-        backend: the neighbour search backend (`tfdml.evaluation.neighbours.BACKENDS`).
+        backend: the exact search backend (`tfdml.evaluation.neighbours.BACKENDS`).
+        index: "exact", or an approximate faiss index ("ivf", "ivfpq", "hnsw") whose candidates are
+            re-ranked exactly (`tfdml.retrieval.index`); `index_args` go to it (e.g. `nprobe`, `candidates`).
     """
 
     def __init__(self, embedder: keras.Model | Callable[[Any], Any], gallery: Images,
                  gallery_labels: Sequence[Any] | None = None, *, image_size: int, resize: int | None = None,
-                 embeddings: np.ndarray | None = None, backend: str = "auto", batch_size: int = 256) -> None:
+                 embeddings: np.ndarray | None = None, backend: str = "auto", batch_size: int = 256,
+                 index: str = "exact", index_args: dict[str, Any] | None = None) -> None:
         self.embedder, self.image_size, self.resize = embedder, int(image_size), resize
         self.backend, self.batch_size = backend, batch_size
         self.gallery, self.labelled = as_table(gallery, gallery_labels)
@@ -56,6 +62,8 @@ class Retriever:
             raise DataError(f"gallery embeddings have shape {embeddings.shape}; expected one row per gallery image "
                             f"({len(self.gallery)}, dim)")
         self.embeddings = l2_normalise(embeddings)
+        self.index = build_index(self.embeddings, index, **({"backend": backend} if index == "exact" else {}),
+                                 **(index_args or {}))
         self.gallery_labels = class_name_array(self.gallery, self.labelled)
         self.threshold: float | None = None
         self.calibration: Calibration | None = None
@@ -116,7 +124,7 @@ class Retriever:
         table, labelled = as_table(queries, labels)
         if not 1 <= k <= len(self):
             raise DataError(f"k={k}: k must be between 1 and the gallery size {len(self)}")
-        ids, scores = nearest_neighbours(self.embed(table), self.embeddings, int(k), backend=self.backend)
+        ids, scores = self.index.search(self.embed(table), int(k))
         return SearchResults(ids=ids, scores=scores, paths=self.gallery.path.astype(object)[ids],
                              labels=self.gallery_labels[ids], query_paths=[str(p) for p in table.path.tolist()],
                              query_labels=class_name_array(table, labelled).tolist(), query_table=table,

@@ -295,7 +295,7 @@ def _apply_learning_rate(model: Any, config: Config) -> None:
     """A constant learning rate is a variable of the optimizer, restored from the checkpoint with its state:
     set it to the config's (times each group's multiplier), so that a resumed run uses a changed rate."""
     for group, optimizer in [("", model.optimizer), *model.group_optimizers.items()]:
-        if isinstance(optimizer._learning_rate, keras.Variable):
+        if isinstance(optimizer.learning_rate, keras.Variable):  # a schedule gives a tensor: nothing to set
             optimizer.learning_rate.assign(config.optimizer.learning_rate * model.lr_multipliers.get(group, 1.0))
 
 
