@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/tfdml-train yaml_configs/emoji.yaml $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile --doctest-modules tfdml tests $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

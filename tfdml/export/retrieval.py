@@ -4,8 +4,8 @@ The SavedModel searches its gallery by cosine similarity and needs neither tfdml
 
     >>> import tensorflow as tf                                                # doctest: +SKIP
     >>> retrieval = tf.saved_model.load("runs/emoji/retrieval_model")           # doctest: +SKIP
-    >>> found = retrieval.search(images, tf.constant(5))  # float32 [B, H, W, C] 0-255, any size, C = 1-4
-    >>> found = retrieval.search_bytes(tf.stack([tf.io.read_file("q.png")]), tf.constant(5))
+    >>> found = retrieval.search(images, tf.constant(5))  # float32 [B, H, W, C] 0-255, any size  # doctest: +SKIP
+    >>> found = retrieval.search_bytes(tf.stack([tf.io.read_file("q.png")]), tf.constant(5))  # doctest: +SKIP
     >>> found["ids"], found["scores"]  # int32 and float32 [B, 5], best first   # doctest: +SKIP
 
 `ids` are rows of the gallery listed in the directory's `manifest.json` (`"gallery"`: `id`,

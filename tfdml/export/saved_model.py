@@ -4,9 +4,9 @@ The SavedModel needs neither tfdml nor Keras to load:
 
     >>> import tensorflow as tf                                            # doctest: +SKIP
     >>> embedder = tf.saved_model.load("runs/emoji/saved_model")            # doctest: +SKIP
-    >>> embeddings = embedder.serve(images)  # float32 [B, H, W, C], pixel values 0-255, any size, C = 1-4
-    >>> embeddings = embedder.serve_uint8(images_uint8)  # the same from uint8 pixels
-    >>> embeddings = embedder.serve_bytes(tf.stack([tf.io.read_file("a.png")]))  # encoded JPEG/PNG
+    >>> embeddings = embedder.serve(images)  # float32 [B, H, W, C] 0-255, any size  # doctest: +SKIP
+    >>> embeddings = embedder.serve_uint8(images_uint8)  # the same from uint8 pixels  # doctest: +SKIP
+    >>> embeddings = embedder.serve_bytes(tf.stack([tf.io.read_file("a.png")]))  # JPEG/PNG  # doctest: +SKIP
     >>> embedder.tfdml_kind[0].numpy()  # doctest: +SKIP
     b'embedding'
 
