@@ -77,6 +77,23 @@ def multi_similarity(emb, labels, alpha=2.0, beta=50.0, base=0.5, eps=None):
     return total / len(x)
 
 
+def circle(emb, labels, gamma=80.0, margin=0.4):
+    """Sun et al. 2020 in keras.losses.Circle's form: per anchor softplus(lse_pos + lse_neg) on cosine
+    similarities clipped at 1, averaged over the anchors whose term is non-zero."""
+    x = unit(emb)
+    terms = []
+    for i in range(len(x)):
+        pos, neg = _masks(labels, i)
+        if not pos.any() or not neg.any():
+            continue
+        s = np.minimum(x @ x[i], 1.0)
+        z_pos = -gamma * np.maximum(1 + margin - s[pos], 0) * (s[pos] - (1 - margin))
+        z_neg = gamma * np.maximum(s[neg] + margin, 0) * (s[neg] - margin)
+        lse = [z.max() + np.log(np.exp(z - z.max()).sum()) for z in (z_pos, z_neg)]
+        terms.append(np.logaddexp(0.0, lse[0] + lse[1]))
+    return _mean_nonzero(terms)
+
+
 def proxy_anchor(emb, labels, proxies, alpha=32.0, delta=0.1, num_classes=None):
     num_classes = num_classes or len(proxies)
     sim = unit(emb) @ unit(proxies).T

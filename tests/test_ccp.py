@@ -398,8 +398,8 @@ def test_metrix_under_ccp_is_ccps_objective_with_soft_targets():
     mixtures = rng.normal(size=(5, 8)).astype("float32") * 2
     first, second = np.array([0, 1, 4, 8, 12], "int32"), np.array([4, 8, 12, 0, 1], "int32")
     lam, kinds = np.full(5, 0.3, "float32"), ("pos_neg", "anchor_neg")
-    expected = (0.1 * float(mixed_pair_loss(loss.loss, ball(emb), LABELS, ball(mixtures), first, second, lam, kinds))
-                + 1.0 * float(mixed_proxy_loss(loss.loss, ball(mixtures), ball(loss.proxies.numpy()),
+    expected = (0.1 * float(mixed_pair_loss(loss.inner, ball(emb), LABELS, ball(mixtures), first, second, lam, kinds))
+                + 1.0 * float(mixed_proxy_loss(loss.inner, ball(mixtures), ball(loss.proxies.numpy()),
                                                loss.proxy_labels(), LABELS, first, second, lam, kinds)))
     got = float(loss.mixed(emb, LABELS, mixtures, first, second, lam, kinds))
     assert got == pytest.approx(expected, rel=1e-5) and expected > 0

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 import reference_losses as ref
-from tfdml.losses import (ArcFaceLoss, ContrastiveLoss, CrossBatchMemory, MultiSimilarityLoss, NormalizedSoftmaxLoss,
-                          ProxyAnchorLoss, ProxyNCAPlusPlusLoss, References, SoftTripleLoss, TripletLoss, core,
-                          get_loss)
+from tfdml.losses import (ArcFaceLoss, CircleLoss, ContrastiveLoss, CrossBatchMemory, MultiSimilarityLoss,
+                          NormalizedSoftmaxLoss, ProxyAnchorLoss, ProxyNCAPlusPlusLoss, References, SoftTripleLoss,
+                          TripletLoss, core, get_loss)
 
 rng = np.random.default_rng(0)
 C, K = 4, 2  # classes and proxies per class of the proxy cases
@@ -24,6 +24,7 @@ CASES = {
                          lambda e, y, p: ref.multi_similarity(e, y, 2.0, 10.0, 0.5)),
     "multi_similarity_mined": (lambda: MultiSimilarityLoss(2.0, 10.0, 0.5, mining_epsilon=0.1),
                                lambda e, y, p: ref.multi_similarity(e, y, 2.0, 10.0, 0.5, eps=0.1)),
+    "circle": (lambda: CircleLoss(16.0, 0.25), lambda e, y, p: ref.circle(e, y, 16.0, 0.25)),
     "proxy_anchor": (lambda: ProxyAnchorLoss(C, K, alpha=8.0), lambda e, y, p: ref.proxy_anchor(e, y, p, 8.0, 0.1, C)),
     "normalized_softmax": (lambda: NormalizedSoftmaxLoss(C, K, temperature=0.5),
                            lambda e, y, p: ref.normalized_softmax(e, y, p, 0.5, C)),
@@ -129,7 +130,7 @@ def test_sorted_triplet_equals_the_full_triplet_tensor_with_soft_weights(mining,
     expected = {"sum": terms.sum(), "mean": terms.mean(), "per_anchor": terms.sum() / 7,
                 "mean_nonzero": terms.sum() / max((terms > 0).sum(), 1)}[reduction]
     loss = TripletLoss(margin, mining=mining, reduction=reduction)
-    got = loss.from_pairs(*(tf.constant(x, tf.float32) for x in (values, w_pos, w_neg)))
+    got = loss.loss_from_pairs(*(tf.constant(x, tf.float32) for x in (values, w_pos, w_neg)))
     assert float(got) == pytest.approx(expected, rel=1e-5, abs=1e-7)
 
 
@@ -235,7 +236,7 @@ def test_memory_references_are_really_used():
 def test_registry():
     loss = get_loss("multi_similarity", alpha=3.0, mining_epsilon=None)
     assert (loss.alpha, loss.mining_epsilon) == (3.0, None)
-    with pytest.raises(ValueError, match="known losses: arcface, contrastive, multi_similarity, normalized_softmax"):
+    with pytest.raises(ValueError, match="known losses: arcface, circle, contrastive, multi_similarity, normalized_softmax"):
         get_loss("arcface_typo")
 
 

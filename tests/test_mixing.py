@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import reference_losses as ref
 from tfdml.evaluation import mix_embeddings, utilization
-from tfdml.losses import ContrastiveLoss, MultiSimilarityLoss, ProxyAnchorLoss, References, TripletLoss
+from tfdml.losses import CircleLoss, ContrastiveLoss, MultiSimilarityLoss, ProxyAnchorLoss, References, TripletLoss
 from tfdml.mixing import KINDS, Metrix, mixed_pair_loss, select_pairs, soft_targets
 from tfdml.models import DMLModel, EmbeddingHead, build_backbone
 
@@ -22,7 +22,8 @@ def batch(dim=6, seed=0):
 def pair_losses():
     pa = ProxyAnchorLoss(4, alpha=8.0)
     pa.build((None, 6))
-    return [ContrastiveLoss(0.1, 0.9), ContrastiveLoss.c1(), MultiSimilarityLoss(mining_epsilon=None), TripletLoss(), pa]
+    return [ContrastiveLoss(0.1, 0.9), ContrastiveLoss.c1(), MultiSimilarityLoss(mining_epsilon=None), TripletLoss(),
+            CircleLoss(), pa]
 
 
 @pytest.mark.parametrize("loss", pair_losses(), ids=lambda l: type(l).__name__)

@@ -2,8 +2,9 @@
 
     L = w_pair * l(batch vs batch) + w_proxy * l(batch vs K proxies per class) + (lambda / 2) ||theta - theta*||^2
 
-`CCPLoss` is the first two terms around any pair loss of the library (C1, C2, MS, triplet), with
-embeddings and proxies projected onto the unit ball. `ProximalTerm` is the third, over the network's
+`CCPLoss` is the first two terms around any pair loss of the library that accepts references (C1, C2,
+MS, triplet, circle), a `LossWrapper` whose inner loss is that pair loss, with embeddings and proxies
+projected onto the unit ball. `ProximalTerm` is the third, over the network's
 weights only (the model's `backbone` and `head` parameter groups, never the proxies); it also holds
 the round state (round, lambda, theta*, best metric, patience counters, and the current round's best
 metric, network weights and proxies) as non-trainable weights, so a checkpoint resumes a run in the
@@ -21,28 +22,34 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
-from tfdml.losses.base import MetricLoss, PairLoss, wrapped_pair_loss
+from tfdml.losses.base import LossWrapper, MetricLoss
 from tfdml.losses.core import References, unit_ball
 from tfdml.mixing.metrix import mixed_pair_loss, mixed_proxy_loss
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class CCPLoss(MetricLoss):
-    """`w_pair * loss(batch, batch) + w_proxy * loss(batch, proxies)` on unit-ball projections.
+class CCPLoss(LossWrapper):
+    """`w_pair * inner(batch, batch) + w_proxy * inner(batch, proxies)` on unit-ball projections.
 
     Proxies (`num_classes * proxies_per_class` of them, proxy `i` of class `i % num_classes`) are this
     layer's trainable weight, in the model's `loss` parameter group. CCP's defaults: w_pair 0.1,
     w_proxy 1.0; K = 8 (CUB, Cars196) or 4 (SOP, In-Shop). The non-trainable `proxy_term_on` (1 by
-    default) switches the proxy term off during a warm-up (`CCPRounds(warmup_epochs=...)`).
+    default) switches the proxy term off during a warm-up (`CCPRounds(warmup_epochs=...)`). The
+    training step logs the weighted proxy term as `loss_proxy`.
     """
 
-    def __init__(self, loss: PairLoss | dict, num_classes: int, proxies_per_class: int = 8, w_pair: float = 0.1,
-                 w_proxy: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        loss = wrapped_pair_loss(loss, "CCP")
+    what = "CCP"
+    # The proxies are its own; it takes no outside references, and its proxies supply positives.
+    overrides = {"has_proxies": True, "accepts_references": False, "needs_batch_positives": False}
+    mixes_itself = True
+    part_names = ("proxy",)
+
+    def __init__(self, loss: MetricLoss | dict | str, num_classes: int, proxies_per_class: int = 8,
+                 w_pair: float = 0.1, w_proxy: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(loss, **kwargs)
         if num_classes is None or num_classes < 1 or proxies_per_class < 1:
             raise ValueError(f"num_classes ({num_classes}) and proxies_per_class ({proxies_per_class}) must be >= 1")
-        self.loss, self.num_classes, self.proxies_per_class = loss, int(num_classes), int(proxies_per_class)
+        self.num_classes, self.proxies_per_class = int(num_classes), int(proxies_per_class)
         self.w_pair, self.w_proxy = float(w_pair), float(w_proxy)
 
     def build(self, input_shape: tuple) -> None:
@@ -55,25 +62,33 @@ class CCPLoss(MetricLoss):
     def proxy_labels(self) -> Any:
         return ops.tile(ops.arange(self.num_classes, dtype="int32"), [self.proxies_per_class])
 
+    def with_parts(self, embeddings: Any, labels: Any, training: bool | None = None) -> tuple[Any, dict[str, Any]]:
+        pair, proxy = self._pair_and_proxy(*self.checked(embeddings, labels))
+        return pair + proxy, {"proxy": proxy}
+
     def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
+        pair, proxy = self._pair_and_proxy(embeddings, labels)
+        return pair + proxy
+
+    def _pair_and_proxy(self, embeddings: Any, labels: Any) -> tuple[Any, Any]:
+        """The weighted pair term and the weighted (and switchable) proxy term."""
         embeddings = unit_ball(embeddings)
         proxies = References.from_proxies(unit_ball(self.proxies), self.proxy_labels())
-        return (self.w_pair * self.loss.compute(embeddings, labels)
-                + self.w_proxy * self.proxy_term_on * self.loss.compute(embeddings, labels, proxies))
+        return (self.w_pair * self.inner.compute(embeddings, labels),
+                self.w_proxy * self.proxy_term_on * self.inner.compute(embeddings, labels, proxies))
 
     def mixed(self, embeddings: Any, labels: Any, mixtures: Any, first: Any, second: Any, lam: Any,
               kinds: Sequence[str], valid: Any = None) -> Any:
         """Metrix under CCP: this objective with the mixtures under soft targets, on unit-ball projections,
         `w_pair * (batch vs mixtures) + w_proxy * (mixtures vs proxies)` (see `tfdml.mixing.metrix`)."""
         embeddings, mixtures = unit_ball(ops.cast(embeddings, "float32")), unit_ball(ops.cast(mixtures, "float32"))
-        pair = mixed_pair_loss(self.loss, embeddings, labels, mixtures, first, second, lam, kinds, valid)
-        proxy = mixed_proxy_loss(self.loss, mixtures, unit_ball(self.proxies), self.proxy_labels(), labels, first,
+        pair = mixed_pair_loss(self.inner, embeddings, labels, mixtures, first, second, lam, kinds, valid)
+        proxy = mixed_proxy_loss(self.inner, mixtures, unit_ball(self.proxies), self.proxy_labels(), labels, first,
                                  second, lam, kinds, valid)
         return self.w_pair * pair + self.w_proxy * self.proxy_term_on * proxy
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
-                "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class,
+        return {**super().get_config(), "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class,
                 "w_pair": self.w_pair, "w_proxy": self.w_proxy}
 
 

@@ -113,14 +113,10 @@ def _check_args(kind: str, name: str, registry: dict, args: dict, name_key: str,
             )
 
 
-# Losses whose positives are other images of the batch: with one image per class (sampler.m=1) they
-# see no positive pair and train at loss 0 (unless a cross-batch memory supplies positives).
-SAMPLE_PAIR_LOSSES = ("contrastive", "multi_similarity", "triplet")
-
-
 def _check_consistent(config: Config, origins: dict[str, str]) -> None:
     """Values that are each valid but make no sense together (or at all): rejected at load time, one line each."""
     from tfdml.config.loader import _where
+    from tfdml.losses import supports
 
     def fail(key: str, message: str) -> None:
         raise ConfigError(f"{_where(key, origins)}: {message}")
@@ -143,7 +139,10 @@ def _check_consistent(config: Config, origins: dict[str, str]) -> None:
     if not 0.0 < low <= high <= 1.0:
         fail("augment.crop_scale", f"`augment.crop_scale` is {[low, high]!r}; it must be [low, high] with "
                                    "0 < low <= high <= 1 (fractions of the image area), e.g. [0.16, 1.0]")
-    if config.sampler.m < 2 and config.loss.name in SAMPLE_PAIR_LOSSES and not config.loss.xbm.memory_size:
+    # A loss whose positives are other images of the batch sees no positive pair with one image per
+    # class (sampler.m=1) and trains at loss 0, unless a cross-batch memory supplies positives.
+    if (config.sampler.m < 2 and supports(config.loss.name, "needs_batch_positives")
+            and not config.loss.xbm.memory_size):
         fail("sampler.m", f"`sampler.m` is 1 with the pair loss `{config.loss.name}`: a batch of one image per class "
                           "has no positive pair and the loss stays 0; use sampler.m >= 2 (e.g. 4), a proxy loss, "
                           "or a cross-batch memory (loss.xbm.memory_size)")

@@ -1,4 +1,4 @@
-"""The pair core: distances, references, pair weights and reducers shared by every pair loss.
+"""The pair core: distances, references and pair weights shared by every pair loss (reducers: `reducers.py`).
 
 A pair loss compares anchors (the batch) with *references*: the batch itself (self-pairs excluded),
 class proxies, or a memory of past embeddings with a validity mask. All three are one `References`
@@ -24,6 +24,8 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 from keras import ops
+
+from tfdml.losses.reducers import REDUCTIONS, reduce  # noqa: F401  (re-exported: the pair core's reducers)
 
 _EPS = 1e-12
 
@@ -183,35 +185,7 @@ def assert_labels_below(labels: Any, limit: int, who: str) -> Any:
         return tf.identity(labels)
 
 
-# ----------------------------------------------------------------------------- reducers
-
-
-REDUCTIONS = ("mean", "mean_nonzero", "per_anchor", "sum")
-
-
-def reduce(values: Any, mode: str = "mean") -> Any:
-    """Turn per-anchor or per-pair terms (first axis: anchors) into a scalar.
-
-    `mean` averages all entries, `mean_nonzero` only the strictly positive ones (0 if none),
-    `per_anchor` sums each anchor's terms and averages over anchors, `sum` adds everything.
-    """
-    count = ops.sum(ops.cast(values > 0, values.dtype)) if mode == "mean_nonzero" else None
-    return reduce_total(ops.sum(values), count, ops.shape(values)[0], ops.size(values), mode)
-
-
-def reduce_total(total: Any, count: Any, anchors: Any, entries: Any, mode: str) -> Any:
-    """`reduce` of a term tensor known only by its sum, its number of non-zero terms (used by
-    `mean_nonzero` only), its number of anchors and its number of entries: for losses that sum
-    their terms without materialising them (triplet's `[B, M, M]`)."""
-    if mode == "sum":
-        return total
-    if mode == "mean_nonzero":
-        return total / ops.maximum(count, 1.0)
-    if mode == "per_anchor":
-        return total / ops.cast(anchors, total.dtype)
-    if mode == "mean":
-        return total / ops.cast(entries, total.dtype)
-    raise ValueError(f"unknown reduction {mode!r}; choose one of {', '.join(REDUCTIONS)}")
+# ----------------------------------------------------------------------------- log-sum-exps
 
 
 def weighted_logsumexp(logits: Any, weights: Any, axis: int = -1) -> Any:

@@ -1,4 +1,4 @@
-"""Pair-based losses on the pair core: contrastive (C1, C2), multi-similarity and triplet.
+"""Pair-based losses on the pair core: contrastive (C1, C2), multi-similarity and triplet (circle: `circle.py`).
 
 None of them is an error on a batch without positive pairs, and none returns NaN there: the
 positive terms are empty sums. Contrastive and multi-similarity then train on their negative terms
@@ -13,7 +13,9 @@ from typing import Any
 from keras import ops
 
 from tfdml.losses.base import PairLoss, register_loss
-from tfdml.losses.core import REDUCTIONS, reduce, reduce_total, weighted_log1p_sum_exp
+from tfdml.losses.mining import MultiSimilarityMiner
+from tfdml.losses.reducers import Terms
+from tfdml.losses.core import weighted_log1p_sum_exp
 
 
 @register_loss("contrastive")
@@ -37,18 +39,16 @@ class ContrastiveLoss(PairLoss):
     """
 
     def __init__(self, pos_margin: float = 0.0, neg_margin: float = 0.5, distance: str = "euclidean",
-                 reduction: str = "mean_nonzero", **kwargs: Any) -> None:
-        super().__init__(distance=distance, **kwargs)
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
-        self.pos_margin, self.neg_margin, self.reduction = float(pos_margin), float(neg_margin), reduction
+                 reduction: str = "mean_nonzero", mining: Any = None, **kwargs: Any) -> None:
+        super().__init__(distance=distance, reduction=reduction, mining=mining, **kwargs)
+        self.pos_margin, self.neg_margin = float(pos_margin), float(neg_margin)
 
     @classmethod
     def c1(cls, margin: float = 0.5, **kwargs: Any) -> "ContrastiveLoss":
         """CCP's C1 (the XBM paper's contrastive loss) with negative margin `margin`."""
         return cls(pos_margin=1.0, neg_margin=margin, distance="cosine", reduction="per_anchor", **kwargs)
 
-    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> tuple[Terms, Terms]:
         closeness = self.distance.closeness(values)
         # In closeness space both margins read the same way: positives should be closer than
         # pos_margin allows, negatives farther than neg_margin.
@@ -56,22 +56,23 @@ class ContrastiveLoss(PairLoss):
         neg_limit = self.distance.closeness(self.neg_margin)
         pos = w_pos * ops.relu(pos_limit - closeness)
         neg = w_neg * ops.relu(closeness - neg_limit)
-        return reduce(pos, self.reduction) + reduce(neg, self.reduction)
+        return Terms.of_pairs(pos), Terms.of_pairs(neg)  # reduced separately (PML's form)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "pos_margin": self.pos_margin, "neg_margin": self.neg_margin,
-                "reduction": self.reduction}
+        return {**super().get_config(), "pos_margin": self.pos_margin, "neg_margin": self.neg_margin}
 
 
 @register_loss("multi_similarity")
 class MultiSimilarityLoss(PairLoss):
-    """Multi-similarity loss (Wang et al., CVPR 2019), with optional MS pair mining.
+    """Multi-similarity loss (Wang et al., CVPR 2019), with MS pair mining by default.
 
     Per anchor `a` with similarities `s`:
     `(1/alpha) log(1 + sum_pos exp(-alpha (s - base))) + (1/beta) log(1 + sum_neg exp(beta (s - base)))`,
-    averaged over anchors. Mining (`mining_epsilon` not None) keeps negatives with
-    `s_an > min_p s_ap - eps` and positives with `s_ap < max_n s_an + eps`. Paper defaults:
-    alpha 2, beta 50, base 0.5, epsilon 0.1.
+    averaged over anchors (`reduction="mean"`). `mining_epsilon` is the epsilon of MS mining
+    (`mining="ms"`, `tfdml.losses.mining.MultiSimilarityMiner`): negatives with
+    `s_an > min_p s_ap - eps` and positives with `s_ap < max_n s_an + eps` are kept; None turns
+    mining off, as does `mining=None`; another `mining` replaces it. Paper defaults: alpha 2,
+    beta 50, base 0.5, epsilon 0.1.
 
     Example:
         >>> import numpy as np
@@ -82,38 +83,33 @@ class MultiSimilarityLoss(PairLoss):
     """
 
     def __init__(self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5,
-                 mining_epsilon: float | None = 0.1, distance: str = "cosine", **kwargs: Any) -> None:
-        super().__init__(distance=distance, **kwargs)
+                 mining_epsilon: float | None = 0.1, distance: str = "cosine", reduction: str = "mean",
+                 mining: Any = "ms", **kwargs: Any) -> None:
+        if mining == "ms":  # the name alone: MS mining with this loss's epsilon (None: off)
+            mining = None if mining_epsilon is None else MultiSimilarityMiner(mining_epsilon)
+        super().__init__(distance=distance, reduction=reduction, mining=mining, **kwargs)
         if not self.distance.is_similarity:
             raise ValueError("multi_similarity needs a similarity (distance='cosine')")
         if alpha <= 0 or beta <= 0:
             raise ValueError(f"multi_similarity needs alpha > 0 and beta > 0 (the paper: 2 and 50); got {alpha}, {beta}")
         self.alpha, self.beta, self.base = float(alpha), float(beta), float(base)
-        self.mining_epsilon = None if mining_epsilon is None else float(mining_epsilon)
 
-    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
-        if self.mining_epsilon is not None:
-            w_pos, w_neg = self.mine(values, w_pos, w_neg)
+    @property
+    def mining_epsilon(self) -> float | None:
+        """The epsilon of MS mining, None when the loss does not use it."""
+        return self.mining.epsilon if isinstance(self.mining, MultiSimilarityMiner) else None
+
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Terms:
         pos = weighted_log1p_sum_exp(-self.alpha * (values - self.base), w_pos) / self.alpha
         neg = weighted_log1p_sum_exp(self.beta * (values - self.base), w_neg) / self.beta
-        return ops.mean(pos + neg)
-
-    def mine(self, values: Any, w_pos: Any, w_neg: Any) -> tuple[Any, Any]:
-        """MS pair mining: keep hard negatives and hard positives relative to each other."""
-        values = ops.stop_gradient(values)
-        big = 1e4
-        min_pos = ops.min(ops.where(w_pos > 0, values, big), axis=1, keepdims=True)
-        max_neg = ops.max(ops.where(w_neg > 0, values, -big), axis=1, keepdims=True)
-        keep_neg = ops.cast(values + self.mining_epsilon > min_pos, w_neg.dtype)
-        keep_pos = ops.cast(values - self.mining_epsilon < max_neg, w_pos.dtype)
-        return w_pos * keep_pos, w_neg * keep_neg
+        return Terms(pos + neg)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "base": self.base,
                 "mining_epsilon": self.mining_epsilon}
 
 
-TRIPLET_MINING = ("all", "semihard", "hard")
+TRIPLETS = ("all", "semihard", "hard")
 
 
 @register_loss("triplet")
@@ -121,13 +117,17 @@ class TripletLoss(PairLoss):
     """Triplet margin loss `[d(a, p) - d(a, n) + margin]_+` (Weinberger & Saul 2009; Schroff et al. 2015).
 
     With a similarity the same reads `[s(a, n) - s(a, p) + margin]_+`. Triplets come from every
-    anchor, positive reference and negative reference (`[B, M, M]` terms), selected by `mining`:
+    anchor, positive reference and negative reference (`[B, M, M]` terms), selected by `triplets`:
 
     - `all`: every triplet (CCP's setting), reduced by `reduction` (default: mean over non-zero terms);
     - `semihard`: triplets whose negative is farther than the positive but within the margin,
       `d(a, p) < d(a, n) < d(a, p) + margin` (FaceNet);
     - `hard`: per anchor, its farthest positive and closest negative ("batch hard", Hermans et al.
       2017), one term per anchor, needing no `[B, M, M]` tensor.
+
+    `mining` reweights the pairs first, as for any pair loss (`triplets="all", mining="batch_hard"` is
+    `hard` again). The three selections are also accepted as `mining` (`mining: semihard`), the name
+    they had before pair mining was a function of its own.
 
     CCP's margins: 0.0961 CUB, 0.1190 Cars196, 0.0451 SOP and In-Shop (Euclidean on unit vectors).
 
@@ -138,38 +138,41 @@ class TripletLoss(PairLoss):
         0.0
     """
 
-    def __init__(self, margin: float = 0.1, mining: str = "all", distance: str = "euclidean",
-                 reduction: str = "mean_nonzero", **kwargs: Any) -> None:
-        super().__init__(distance=distance, **kwargs)
-        if mining not in TRIPLET_MINING:
-            raise ValueError(f"unknown triplet mining {mining!r}; choose one of {', '.join(TRIPLET_MINING)}")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
-        self.margin, self.mining, self.reduction = float(margin), mining, reduction
+    def __init__(self, margin: float = 0.1, mining: Any = None, distance: str = "euclidean",
+                 reduction: str = "mean_nonzero", triplets: str = "all", **kwargs: Any) -> None:
+        if isinstance(mining, str) and mining in TRIPLETS:  # the selection under its former name
+            if triplets != "all" and triplets != mining:
+                raise ValueError(f"triplets={triplets!r} and mining={mining!r} select triplets twice; "
+                                 "give triplets only")
+            triplets, mining = mining, None
+        if triplets not in TRIPLETS:
+            raise ValueError(f"unknown triplet selection {triplets!r}; choose one of {', '.join(TRIPLETS)}")
+        super().__init__(distance=distance, reduction=reduction, mining=mining, **kwargs)
+        self.margin, self.triplets = float(margin), triplets
 
-    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Terms:
         closeness = self.distance.closeness(values)
-        if self.mining == "hard":
+        if self.triplets == "hard":
             big = 1e4  # outside any closeness range, so masked entries never win
             hardest_pos = ops.min(ops.where(w_pos > 0, closeness, big), axis=1)
             hardest_neg = ops.max(ops.where(w_neg > 0, closeness, -big), axis=1)
             valid = ops.cast(ops.any(w_pos > 0, axis=1) & ops.any(w_neg > 0, axis=1), closeness.dtype)
-            return reduce(valid * ops.relu(hardest_neg - hardest_pos + self.margin), self.reduction)
+            return Terms(valid * ops.relu(hardest_neg - hardest_pos + self.margin))
         # Per (anchor, positive) the terms are w_n [c_an - t]_+ with t = c_ap - margin, so sums over
         # the negatives ranked above t give them all: O(B M log M) time and O(B M) memory, no [B, M, M].
         low = closeness - self.margin
         b, m = ops.shape(closeness)[0], ops.shape(closeness)[1]
-        if self.mining == "semihard":  # the negatives in (c_ap - margin, c_ap): above `low`, minus above c_ap
+        if self.triplets == "semihard":  # the negatives in (c_ap - margin, c_ap): above `low`, minus above c_ap
             both = _negatives_above(closeness, w_neg, ops.concatenate([low, closeness], axis=1))
             sums, weights, counts = (x[:, :m] - x[:, m:] for x in both)
         else:
             sums, weights, counts = _negatives_above(closeness, w_neg, low)
-        total = ops.sum(w_pos * (sums - low * weights))
-        count = ops.sum(ops.cast(w_pos > 0, counts.dtype) * counts)
-        return reduce_total(total, count, b, b * m * m, self.reduction)
+        per_anchor = ops.sum(w_pos * (sums - low * weights), axis=1)
+        active = ops.sum(ops.cast(w_pos > 0, counts.dtype) * counts, axis=1)
+        return Terms(per_anchor, active, b * m * m)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "margin": self.margin, "mining": self.mining, "reduction": self.reduction}
+        return {**super().get_config(), "margin": self.margin, "triplets": self.triplets}
 
 
 def _negatives_above(closeness: Any, w_neg: Any, thresholds: Any) -> tuple[Any, Any, Any]:

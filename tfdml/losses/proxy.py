@@ -17,22 +17,25 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfdml.losses.base import PairLoss, register_loss
-from tfdml.losses.core import References, l2_normalize, pair_weights, weighted_log1p_sum_exp, weighted_logsumexp
+from tfdml.losses.base import MetricLoss, PairLoss
+from tfdml.losses.capabilities import Capabilities
+from tfdml.losses.core import (Distance, References, get_distance, l2_normalize, pair_weights, weighted_log1p_sum_exp,
+                               weighted_logsumexp)
+from tfdml.losses.reducers import Terms
+from tfdml.losses.registry import register_loss
 
 
-class ProxyLoss(PairLoss):
-    """A pair loss whose references (or anchors) are `proxies_per_class` trainable proxies per class.
+class ProxyLoss:
+    """Mixin: `proxies_per_class` trainable proxies per class, a weight of the loss layer.
 
     Proxies are a weight of this layer, so they belong to the model's `loss` parameter group, are
     saved in checkpoints and can learn faster (`lr_multipliers={"loss": 100.0}`). Labels must be
-    dense, `0..num_classes-1` (the training pipeline yields them so); others are an error.
+    dense, `0..num_classes-1` (the training pipeline yields them so); others are an error. Mix it in
+    before the loss base class: `class MyLoss(ProxyLoss, PairLoss)` or `(ProxyLoss, MetricLoss)`.
     """
 
-    accepts_references = False
-
-    def __init__(self, num_classes: int, proxies_per_class: int = 1, distance: str = "cosine", **kwargs: Any) -> None:
-        super().__init__(distance=distance, **kwargs)
+    def __init__(self, num_classes: int, proxies_per_class: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if num_classes is None or num_classes < 1 or proxies_per_class < 1:
             raise ValueError(f"num_classes ({num_classes}) and proxies_per_class ({proxies_per_class}) must be >= 1")
         self.num_classes, self.proxies_per_class = int(num_classes), int(proxies_per_class)
@@ -50,25 +53,19 @@ class ProxyLoss(PairLoss):
         labels = ops.tile(ops.arange(self.num_classes, dtype="int32"), [self.proxies_per_class])
         return References.from_proxies(self.proxies, labels)
 
-    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
-        return super()._compute(embeddings, labels, self.proxy_references())
-
-    def anchors(self, embeddings: Any, labels: Any) -> tuple[Any, Any, Any]:
-        raise NotImplementedError(f"{self.name} compares the batch with proxies under a softmax; mixing (Metrix) "
-                                  "supports contrastive, multi_similarity, triplet and proxy_anchor")
-
     def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class}
 
 
 @register_loss("proxy_anchor")
-class ProxyAnchorLoss(ProxyLoss):
+class ProxyAnchorLoss(ProxyLoss, PairLoss):
     """Proxy Anchor loss (Kim et al., CVPR 2020): each proxy is an anchor over the batch.
 
     `(1/|P+|) sum_{p in P+} log(1 + sum_{x in X_p+} exp(-alpha (s(x,p) - delta)))
      + (1/|P|) sum_{p in P} log(1 + sum_{x in X_p-} exp(alpha (s(x,p) + delta)))`,
-    with `P+` the proxies that have a positive in the batch. Paper defaults: alpha 32, delta 0.1,
-    proxies learning 100x faster than the backbone.
+    with `P+` the proxies that have a positive in the batch (the default `reduction="mean_nonzero"`
+    counts those in the positive term, and every proxy in the negative term). Paper defaults:
+    alpha 32, delta 0.1, proxies learning 100x faster than the backbone.
 
     Example:
         >>> import numpy as np
@@ -77,9 +74,13 @@ class ProxyAnchorLoss(ProxyLoss):
         True
     """
 
+    capabilities = Capabilities(pair_based=True, has_proxies=True, mixable=True)
+
     def __init__(self, num_classes: int, proxies_per_class: int = 1, alpha: float = 32.0, delta: float = 0.1,
+                 distance: str = "cosine", reduction: str = "mean_nonzero", mining: Any = None,
                  **kwargs: Any) -> None:
-        super().__init__(num_classes, proxies_per_class, **kwargs)
+        super().__init__(num_classes, proxies_per_class, distance=distance, reduction=reduction, mining=mining,
+                         **kwargs)
         self.alpha, self.delta = float(alpha), float(delta)
 
     def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
@@ -87,23 +88,37 @@ class ProxyAnchorLoss(ProxyLoss):
         proxies = self.proxy_references()
         values = ops.transpose(self.distance(embeddings, proxies.embeddings))
         w_pos, w_neg = pair_weights(proxies.labels, References(embeddings, labels))
-        return self.from_pairs(values, w_pos, w_neg)
+        return self.loss_from_pairs(values, w_pos, w_neg)
 
     def anchors(self, embeddings: Any, labels: Any) -> tuple[Any, Any, Any]:
         proxies = self.proxy_references()
         return proxies.embeddings, proxies.labels, -ops.ones_like(proxies.labels)
 
-    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> tuple[Terms, Terms]:
         pos = weighted_log1p_sum_exp(-self.alpha * (values - self.delta), w_pos)
         neg = weighted_log1p_sum_exp(self.alpha * (values + self.delta), w_neg)
-        with_positives = ops.sum(ops.cast(ops.sum(w_pos, axis=1) > 0, "float32"))
-        return ops.sum(pos) / ops.maximum(with_positives, 1.0) + ops.mean(neg)
+        with_positives = ops.cast(ops.sum(w_pos, axis=1) > 0, "float32")
+        return Terms(pos, with_positives), Terms(neg, ops.ones_like(neg))  # the paper's 1/|P+| and 1/|P|
 
     def get_config(self) -> dict:
         return {**super().get_config(), "alpha": self.alpha, "delta": self.delta}
 
 
-class ProxySoftmaxLoss(ProxyLoss):
+class SoftmaxLoss(ProxyLoss, MetricLoss):
+    """A softmax over classes represented by proxies: not a pair loss (no `reduction=`, `mining=`),
+    and Metrix cannot mix it (its targets are classes, not pairs)."""
+
+    capabilities = Capabilities(has_proxies=True)
+
+    def __init__(self, num_classes: int, proxies_per_class: int = 1, distance: str = "cosine", **kwargs: Any) -> None:
+        super().__init__(num_classes, proxies_per_class, **kwargs)
+        self.distance: Distance = get_distance(distance)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "distance": self.distance.name}
+
+
+class ProxySoftmaxLoss(SoftmaxLoss):
     """Softmax cross-entropy of each embedding over all proxies, L2-normalised on both sides.
 
     Per anchor: `-log( sum_{p of its class} exp(z_p) / sum_p exp(z_p) )` with logits
@@ -121,12 +136,13 @@ class ProxySoftmaxLoss(ProxyLoss):
     def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
         proxies = self.proxy_references()
         values = self.distance(l2_normalize(embeddings), l2_normalize(proxies.embeddings))
-        return self.from_pairs(values, *pair_weights(labels, proxies))
+        return self.cross_entropy(values, *pair_weights(labels, proxies))
 
     def logits(self, values: Any, w_pos: Any) -> Any:
         return self.distance.closeness(values) / self.temperature
 
-    def from_pairs(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+    def cross_entropy(self, values: Any, w_pos: Any, w_neg: Any) -> Any:
+        """Mean over anchors of `-log(sum_own exp(z) / sum_all exp(z))`, `w_pos` marking each anchor's own proxies."""
         logits = self.logits(values, w_pos)
         return ops.mean(weighted_logsumexp(logits, w_pos + w_neg) - weighted_logsumexp(logits, w_pos))
 
@@ -209,7 +225,7 @@ class ArcFaceLoss(ProxySoftmaxLoss):
 
 
 @register_loss("soft_triple")
-class SoftTripleLoss(ProxyLoss):
+class SoftTripleLoss(SoftmaxLoss):
     """SoftTriple (Qian et al., ICCV 2019): K centres per class pooled into a class similarity.
 
     `S_c(x) = sum_k softmax_k(s(x, w_c^k) / gamma) s(x, w_c^k)`, then

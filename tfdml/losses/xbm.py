@@ -23,26 +23,32 @@ from typing import Any
 import keras
 from keras import ops
 
-from tfdml.losses.base import MetricLoss, PairLoss, wrapped_pair_loss
-from tfdml.losses.core import References, check_inputs
+from tfdml.losses.base import LossWrapper, MetricLoss
+from tfdml.losses.core import References
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class CrossBatchMemory(MetricLoss):
-    """`loss(batch, batch) + weight * loss(batch, memory)`, the memory taking part from `start_step` on.
+class CrossBatchMemory(LossWrapper):
+    """`inner(batch, batch) + weight * inner(batch, memory)`, the memory taking part from `start_step` on.
 
     The memory term uses the embeddings of earlier steps only (the batch is written after the loss is
-    computed), so no self-pairs occur. Only training calls write to the memory and count steps.
-    XBM's settings: memory of 25 batches (CUB, Cars196), 400 (In-Shop), 1400 (SOP), from step 1000.
+    computed), so no self-pairs occur. Only training calls write to the memory and count steps; the
+    training step logs the memory term as `loss_memory`. Metrix mixes the inner loss (the memory
+    holds clean embeddings only). XBM's settings: memory of 25 batches (CUB, Cars196), 400 (In-Shop),
+    1400 (SOP), from step 1000.
     """
 
-    def __init__(self, loss: PairLoss | dict, memory_size: int, start_step: int = 1000, weight: float = 1.0,
+    what = "cross-batch memory"
+    # It takes no references of its own, and its memory supplies positives a batch may lack.
+    overrides = {"accepts_references": False, "needs_batch_positives": False}
+    part_names = ("memory",)
+
+    def __init__(self, loss: MetricLoss | dict | str, memory_size: int, start_step: int = 1000, weight: float = 1.0,
                  **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        loss = wrapped_pair_loss(loss, "cross-batch memory")
+        super().__init__(loss, **kwargs)
         if memory_size < 1 or start_step < 0:
             raise ValueError(f"memory_size ({memory_size}) must be >= 1 and start_step ({start_step}) >= 0")
-        self.loss, self.memory_size, self.start_step, self.weight = loss, int(memory_size), int(start_step), float(weight)
+        self.memory_size, self.start_step, self.weight = int(memory_size), int(start_step), float(weight)
 
     def build(self, input_shape: tuple) -> None:
         state = {"trainable": False, "aggregation": "only_first_replica"}
@@ -55,14 +61,22 @@ class CrossBatchMemory(MetricLoss):
         self.steps = self.add_weight(shape=(), initializer="zeros", dtype="int32", name="steps", **state)
         self.built = True
 
-    def call(self, embeddings: Any, labels: Any, training: bool | None = None) -> Any:
-        embeddings, labels = check_inputs(embeddings, labels, self.name)
-        started = ops.cast(self.steps >= self.start_step, "float32")
-        memory = References.from_memory(self.memory, self.memory_labels, self.valid * started)
-        loss = self.loss.compute(embeddings, labels) + self.weight * self.loss.compute(embeddings, labels, memory)
+    def with_parts(self, embeddings: Any, labels: Any, training: bool | None = None) -> tuple[Any, dict[str, Any]]:
+        embeddings, labels = self.checked(embeddings, labels)
+        batch, memory = self._batch_and_memory(embeddings, labels)
         if training:
             self.enqueue(ops.stop_gradient(embeddings), labels)
-        return loss
+        return batch + memory, {"memory": memory}
+
+    def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
+        batch, memory = self._batch_and_memory(embeddings, labels)  # no training step: the memory stays as it is
+        return batch + memory
+
+    def _batch_and_memory(self, embeddings: Any, labels: Any) -> tuple[Any, Any]:
+        """The batch term and the (weighted) memory term."""
+        started = ops.cast(self.steps >= self.start_step, "float32")
+        memory = References.from_memory(self.memory, self.memory_labels, self.valid * started)
+        return self.inner.compute(embeddings, labels), self.weight * self.inner.compute(embeddings, labels, memory)
 
     def enqueue(self, embeddings: Any, labels: Any) -> None:
         """Write a batch over the oldest slots."""
@@ -79,5 +93,5 @@ class CrossBatchMemory(MetricLoss):
         self.steps.assign(self.steps + 1)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
-                "memory_size": self.memory_size, "start_step": self.start_step, "weight": self.weight}
+        return {**super().get_config(), "memory_size": self.memory_size, "start_step": self.start_step,
+                "weight": self.weight}

@@ -3,8 +3,10 @@
 Mix two batch examples `x_i, x_j` of different classes with `lambda ~ Beta(alpha, alpha)`, at the
 input, the backbone's feature map, or the embedding. For an anchor `a` the mixture `v` has the soft
 target `y_a(v) = lambda [class(x_i) = class(a)] + (1 - lambda) [class(x_j) = class(a)]`, and the loss's
-own `from_pairs` runs on `w_pos = y`, `w_neg = 1 - y`: the mixed loss *is* the clean loss with soft
-targets, not a second implementation. Training minimises `L_clean + weight * L_mix`.
+own `from_pairs` (with its mining and reduction: `loss_from_pairs`) runs on `w_pos = y`, `w_neg = 1 - y`:
+the mixed loss *is* the clean loss with soft targets, not a second implementation. Training minimises
+`L_clean + weight * L_mix`. Losses declare whether they can be mixed (`supports(loss, "mixable")`):
+the pair losses can, the softmax losses (normalised softmax, ProxyNCA++, ArcFace, SoftTriple) cannot.
 
 Which (anchor, mixture) pairs count is chosen by kind:
 
@@ -33,7 +35,8 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
-from tfdml.losses.base import MetricLoss, PairLoss
+from tfdml.losses.base import LossWrapper, MetricLoss, PairLoss
+from tfdml.losses.capabilities import require
 from tfdml.losses.core import l2_normalize
 
 LEVELS = ("input", "feature", "embedding")
@@ -120,7 +123,7 @@ def mixed_proxy_loss(loss: PairLoss, mixtures: Any, proxies: Any, proxy_labels: 
     if valid is not None:
         w_pos, w_neg = w_pos * valid[:, None], w_neg * valid[:, None]
     values = loss.distance(ops.cast(mixtures, "float32"), ops.cast(proxies, "float32"))
-    return loss.from_pairs(values, w_pos, w_neg)
+    return loss.loss_from_pairs(values, w_pos, w_neg)
 
 
 def mixed_pair_loss(loss: PairLoss, embeddings: Any, labels: Any, mixtures: Any, first: Any, second: Any,
@@ -135,7 +138,7 @@ def mixed_pair_loss(loss: PairLoss, embeddings: Any, labels: Any, mixtures: Any,
     w_pos, w_neg = soft_targets(anchor_labels, anchor_index, labels, first, second, lam, kinds)
     if valid is not None:
         w_pos, w_neg = w_pos * valid, w_neg * valid
-    return loss.from_pairs(values, w_pos, w_neg)
+    return loss.loss_from_pairs(values, w_pos, w_neg)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -194,17 +197,21 @@ class Metrix(keras.layers.Layer):
 
     def mixed_loss(self, model: Any, loss: MetricLoss, images: Any, features: Any, embeddings: Any,
                    labels: Any, training: bool = True) -> Any:
-        """`L_mix` for one batch (multiply by `weight` to add it to the clean loss)."""
-        objective = getattr(loss, "mixed", None)  # a wrapper with its own mixed objective (CCP)
-        pair_loss = getattr(loss, "loss", loss)  # a cross-batch memory mixes with its pair loss
-        if objective is None and not isinstance(pair_loss, PairLoss):
-            raise ValueError(f"Metrix mixes pair losses; {type(pair_loss).__name__} is not one")
+        """`L_mix` for one batch (multiply by `weight` to add it to the clean loss).
+
+        A wrapper with its own mixed objective (CCP's) computes it; other wrappers (a cross-batch
+        memory) are mixed as their inner loss.
+        """
+        require(loss, "mixable", "mixing (Metrix) supports {supported}; {got} cannot be mixed")
+        target = loss
+        while isinstance(target, LossWrapper) and not target.mixes_itself:
+            target = target.inner
         labels = ops.cast(labels, "int32")
         first, second, lam, valid = self.draw(labels)
         mixtures = self.mix(model, images, features, embeddings, first, second, lam, training)
-        if objective is not None:
-            return objective(embeddings, labels, mixtures, first, second, lam, self.kinds, valid)
-        return mixed_pair_loss(pair_loss, embeddings, labels, mixtures, first, second, lam, self.kinds, valid)
+        if isinstance(target, LossWrapper):
+            return target.mixed(embeddings, labels, mixtures, first, second, lam, self.kinds, valid)
+        return mixed_pair_loss(target, embeddings, labels, mixtures, first, second, lam, self.kinds, valid)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "level": self.level, "alpha": self.alpha, "lambda_per": self.lambda_per,

@@ -21,6 +21,7 @@ from keras import ops
 
 from tfdml.distribute import gather_across_replicas, num_replicas, per_replica_logs, replica_scale
 from tfdml.losses.base import MetricLoss
+from tfdml.losses.capabilities import supports
 from tfdml.models.habits import as_rgb, first_labels, refuse_compile_arguments, warn_without_positive_pairs
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import scaled_clone
@@ -71,7 +72,8 @@ class DMLModel(keras.Model):
             self.metric_loss.build((input_shape[0], self.head.dim))
         if self.proximal is not None and not self.proximal.anchors:
             # CCP's round best keeps the proxies too: the next round's k-center starts from them.
-            self.proximal.build_for(self.network_variables(), getattr(self.metric_loss, "proxies", None))
+            proxies = self.metric_loss.proxies if supports(self.metric_loss, "has_proxies") else None
+            self.proximal.build_for(self.network_variables(), proxies)
         self.built = True
 
     # ------------------------------------------------------------------ parameter groups

@@ -58,14 +58,12 @@ def first_labels(x: Any, y: Any = None, batch_size: int | None = None) -> np.nda
 
 
 def warn_without_positive_pairs(model: Any, labels: np.ndarray | None) -> None:
-    """Warn once per model when a pair loss's first batch has no positive pair."""
-    from tfdml.losses.base import PairLoss
-    from tfdml.losses.proxy import ProxyLoss
+    """Warn once per model when the first batch has no positive pair and the loss's positives come from the batch."""
+    from tfdml.losses.capabilities import supports
 
-    loss = model.metric_loss
     if labels is None or getattr(model, "_warned_no_positives", False):
         return
-    if isinstance(loss, PairLoss) and not isinstance(loss, ProxyLoss) and not has_positive_pair(labels):
+    if supports(model.metric_loss, "needs_batch_positives") and not has_positive_pair(labels):
         model._warned_no_positives = True
         warnings.warn(NO_POSITIVES, UserWarning, stacklevel=3)
 

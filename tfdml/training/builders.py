@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -19,7 +18,7 @@ from tfdml.data.pipeline import find_bad_images
 from tfdml.data.split import fold_split
 from tfdml.distribute import num_replicas, synchronize_batchnorm
 from tfdml.errors import ConfigError
-from tfdml.losses import LOSSES, CrossBatchMemory, MetricLoss, get_loss
+from tfdml.losses import CrossBatchMemory, MetricLoss, get_loss, supports
 from tfdml.mixing import Metrix
 from tfdml.models import DMLModel, EmbeddingHead, build_backbone, freeze_batchnorm
 
@@ -124,7 +123,7 @@ def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
     """`loss.name` with `loss.args`, wrapped in a cross-batch memory when `loss.xbm.memory_size > 0` and in
     CCP's multi-proxy objective when `ccp.enabled`."""
     loss_args = dict(config.loss.args)
-    if "num_classes" in inspect.signature(LOSSES[config.loss.name].__init__).parameters:
+    if supports(config.loss.name, "has_proxies"):  # proxy losses are sized by the training classes
         loss_args.setdefault("num_classes", num_classes)
     with _values_of("loss.args"):
         loss = get_loss(config.loss.name, **loss_args)
