@@ -1,4 +1,5 @@
-"""The loss contract: reduction and mining on every pair loss, capabilities, wrappers, and circle vs Keras."""
+"""The loss contract: reduction and mining on every pair loss, capabilities, wrappers, circle vs Keras,
+and the loss terms a training step logs."""
 
 import inspect
 
@@ -8,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import reference_losses as ref
-from tfdml.ccp import CCPLoss
+from tfdml.ccp import CCPLoss, ProximalTerm
 from tfdml.config import config_from_dict
 from tfdml.errors import ConfigError
 from tfdml.losses import (LOSSES, MINERS, REDUCTIONS, ArcFaceLoss, BatchHardMiner, CircleLoss, ContrastiveLoss,
@@ -16,6 +17,7 @@ from tfdml.losses import (LOSSES, MINERS, REDUCTIONS, ArcFaceLoss, BatchHardMine
                           TripletLoss, Unsupported, core, losses_supporting, register_miner, supports, unwrap)
 from tfdml.losses.reducers import reduce_terms
 from tfdml.mixing import Metrix
+from tfdml.models import DMLModel, EmbeddingHead, build_backbone
 
 C, DIM = 4, 6
 LABELS = np.repeat(np.arange(C), 3).astype("int32")
@@ -187,3 +189,30 @@ def test_sampler_m_1_is_refused_for_every_loss_whose_positives_come_from_the_bat
         with pytest.raises(ConfigError, match="no positive pair"):
             config_from_dict({"sampler": {"m": 1, "batch_size": 32}, "loss": {"name": name}})
     config_from_dict({"sampler": {"m": 1, "batch_size": 32}, "loss": {"name": "normalized_softmax"}})
+
+
+def fit_logs(loss, mixing=None, proximal=None):
+    keras.utils.set_random_seed(0)
+    model = DMLModel(build_backbone("small_cnn", (16, 16, 3), widths=(8,)), EmbeddingHead(8), loss, mixing=mixing,
+                     proximal=proximal)
+    model.build((None, 16, 16, 3))
+    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    images = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensors((images, LABELS)).repeat(2)
+    history = model.fit(data, validation_data=data.take(1), epochs=1, verbose=0).history
+    return {name: values[-1] for name, values in history.items()}
+
+
+def test_training_steps_log_each_loss_term():
+    plain = fit_logs(MultiSimilarityLoss())
+    assert set(plain) == {"loss", "loss_pair", "val_loss"} and plain["loss"] == plain["loss_pair"]
+    mixed = fit_logs(MultiSimilarityLoss(), mixing=Metrix(level="embedding", max_mixtures=8, seed=1))
+    assert set(mixed) == {"loss", "loss_pair", "loss_mix", "val_loss"}
+    assert mixed["loss"] == pytest.approx(mixed["loss_pair"] + mixed["loss_mix"], rel=1e-5) and mixed["loss_mix"] > 0
+    ccp = fit_logs(CCPLoss(ContrastiveLoss(), num_classes=C, proxies_per_class=2),
+                   mixing=Metrix(level="embedding", max_mixtures=8, seed=1), proximal=ProximalTerm())
+    assert set(ccp) == {"loss", "loss_pair", "loss_proxy", "loss_mix", "proximal", "val_loss"}
+    assert 0 < ccp["loss_proxy"] < ccp["loss_pair"] and ccp["proximal"] == 0.0  # lambda is 0 in round 1
+    assert ccp["loss"] == pytest.approx(ccp["loss_pair"] + ccp["loss_mix"], rel=1e-5)  # `loss` leaves out proximal
+    xbm = fit_logs(CrossBatchMemory(ContrastiveLoss.c1(), memory_size=24, start_step=0))
+    assert set(xbm) == {"loss", "loss_pair", "loss_memory", "val_loss"} and 0 < xbm["loss_memory"] < xbm["loss_pair"]

@@ -40,6 +40,12 @@ class DMLModel(keras.Model):
     saved, restored and exported with everything else. Optional components: `mixing`
     (`tfdml.mixing.Metrix`, adds a mixed loss to training steps) and `proximal`
     (`tfdml.ccp.ProximalTerm`, CCP's `(lambda/2)||theta - theta*||^2` over the backbone and head).
+
+    Training steps log `loss` (the metric loss plus Metrix's weighted mixed loss: what validation,
+    checkpoints and the NaN guard read) and its terms, each as it enters the objective: `loss_pair`
+    (the clean metric loss), the loss's own parts (`loss_proxy` under CCP, `loss_memory` with a
+    cross-batch memory; parts of `loss_pair`), `loss_mix` (Metrix's `weight * L_mix`) and `proximal`
+    (CCP's penalty, which the gradient sees but `loss` leaves out).
     """
 
     def __init__(self, backbone: keras.Model, head: EmbeddingHead, loss: MetricLoss, mixing: Any = None,
@@ -53,6 +59,7 @@ class DMLModel(keras.Model):
         self.lr_multipliers: dict[str, float] = {}
         self.group_optimizers: dict[str, keras.optimizers.Optimizer] = {}
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.term_trackers = {name: keras.metrics.Mean(name=name) for name in self.term_names()}
 
     # ------------------------------------------------------------------ forward
 
@@ -185,13 +192,23 @@ class DMLModel(keras.Model):
 
     # ------------------------------------------------------------------ steps
 
+    def term_names(self) -> list[str]:
+        """The names of the loss terms training steps log besides `loss` (see the class docstring)."""
+        names = ["loss_pair", *(f"loss_{part}" for part in self.metric_loss.part_names)]
+        return names + ["loss_mix"] * (self.mixing is not None) + ["proximal"] * (self.proximal is not None)
+
     def compute_metric_loss(self, images: Any, labels: Any, training: bool) -> Any:
         """The loss of the global batch (under `tf.distribute`, embeddings are gathered from all replicas),
         plus the mixing loss in training steps when the model has a `mixing` component."""
+        return self.compute_loss_terms(images, labels, training)["loss"]
+
+    def compute_loss_terms(self, images: Any, labels: Any, training: bool) -> dict[str, Any]:
+        """`compute_metric_loss` as `{"loss": ..., "loss_pair": ..., ...}`: the loss and its terms by name."""
         features = self.features(images, training)
         embeddings = self.embed(features, training)
         global_embeddings, global_labels = gather_across_replicas(embeddings, labels)
-        loss = self.metric_loss(global_embeddings, global_labels, training=training)
+        loss, parts = self.metric_loss(global_embeddings, global_labels, training=training, return_parts=True)
+        terms = {"loss": loss, "loss_pair": loss, **{f"loss_{name}": value for name, value in parts.items()}}
         if training and self.mixing is not None:
             # Under tf.distribute every replica mixes the global batch (the level's tensors gathered): the
             # same pairs and lambdas everywhere (one seed state), so N replicas mix as one device.
@@ -202,21 +219,25 @@ class DMLModel(keras.Model):
                 features = gather_across_replicas(features)[0]
             mixed = self.mixing.mixed_loss(self, self.metric_loss, images, features, global_embeddings,
                                            global_labels, training)
-            loss = loss + self.mixing.weight * mixed
-        return loss
+            terms["loss_mix"] = self.mixing.weight * mixed
+            terms["loss"] = loss + terms["loss_mix"]
+        return terms
 
     def train_step(self, data: Any) -> dict:
         images, labels = data
         with tf.GradientTape() as tape:
-            loss = self.compute_metric_loss(images, labels, training=True)
-            total = loss + ops.sum(self.losses) if self.losses else loss
+            terms = self.compute_loss_terms(images, labels, training=True)
+            total = terms["loss"] + ops.sum(self.losses) if self.losses else terms["loss"]
             if self.proximal is not None:
-                total = total + self.proximal.penalty(self.network_variables())
+                terms["proximal"] = self.proximal.penalty(self.network_variables())
+                total = total + terms["proximal"]
             total = total * replica_scale()  # replicas' gradients are summed
         variables = self.trainable_variables
         self.apply_gradients(tape.gradient(total, variables), variables)
-        self.loss_tracker.update_state(loss)
-        return per_replica_logs({"loss": self.loss_tracker.result()})
+        self.loss_tracker.update_state(terms.pop("loss"))
+        for name, value in terms.items():
+            self.term_trackers[name].update_state(value)
+        return per_replica_logs({metric.name: metric.result() for metric in self.metrics})
 
     def test_step(self, data: Any) -> dict:
         images, labels = data
@@ -229,7 +250,7 @@ class DMLModel(keras.Model):
 
     @property
     def metrics(self) -> list:
-        return [self.loss_tracker]
+        return [self.loss_tracker, *self.term_trackers.values()]
 
     # ------------------------------------------------------------------ serialisation
 
