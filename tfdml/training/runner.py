@@ -96,7 +96,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     start_epoch = 0
     if state is not None:
         start_epoch = _restore(model, checkpoint, validation, budget, state)
-        _apply_learning_rate(model, config)
+        _set_rates_from_config(model, config)
         log(f"resuming {run_dir} after epoch {start_epoch} (best val {config.eval.monitor} "
             f"{validation.best_value:.4f} at epoch {validation.best_epoch})")
     if not same_on_all_workers(strategy, start_epoch):  # workers on their own copies would diverge silently
@@ -291,7 +291,7 @@ def _value(config: Config, dotted: str) -> Any:
     return config
 
 
-def _apply_learning_rate(model: Any, config: Config) -> None:
+def _set_rates_from_config(model: Any, config: Config) -> None:
     """A constant learning rate is a variable of the optimizer, restored from the checkpoint with its state:
     set it to the config's (times each group's multiplier), so that a resumed run uses a changed rate."""
     for group, optimizer in [("", model.optimizer), *model.group_optimizers.items()]:
