@@ -24,15 +24,16 @@ from keras import ops
 
 from tfdml.losses.base import LossWrapper, MetricLoss
 from tfdml.losses.core import References, unit_ball
+from tfdml.losses.proxies import DEFAULT_INITIALIZER, HasProxyBank
 from tfdml.mixing.metrix import mixed_pair_loss, mixed_proxy_loss
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class CCPLoss(LossWrapper):
+class CCPLoss(HasProxyBank, LossWrapper):
     """`w_pair * inner(batch, batch) + w_proxy * inner(batch, proxies)` on unit-ball projections.
 
-    Proxies (`num_classes * proxies_per_class` of them, proxy `i` of class `i % num_classes`) are this
-    layer's trainable weight, in the model's `loss` parameter group. CCP's defaults: w_pair 0.1,
+    Proxies (`num_classes * proxies_per_class` of them) are this layer's `ProxyBank`, in the model's
+    `loss` parameter group. CCP's defaults: w_pair 0.1,
     w_proxy 1.0; K = 8 (CUB, Cars196) or 4 (SOP, In-Shop). The non-trainable `proxy_term_on` (1 by
     default) switches the proxy term off during a warm-up (`CCPRounds(warmup_epochs=...)`). The
     training step logs the weighted proxy term as `loss_proxy`.
@@ -45,22 +46,20 @@ class CCPLoss(LossWrapper):
     part_names = ("proxy",)
 
     def __init__(self, loss: MetricLoss | dict | str, num_classes: int, proxies_per_class: int = 8,
-                 w_pair: float = 0.1, w_proxy: float = 1.0, **kwargs: Any) -> None:
+                 w_pair: float = 0.1, w_proxy: float = 1.0, proxy_initializer: Any = DEFAULT_INITIALIZER,
+                 **kwargs: Any) -> None:
         super().__init__(loss, **kwargs)
-        if num_classes is None or num_classes < 1 or proxies_per_class < 1:
-            raise ValueError(f"num_classes ({num_classes}) and proxies_per_class ({proxies_per_class}) must be >= 1")
-        self.num_classes, self.proxies_per_class = int(num_classes), int(proxies_per_class)
+        self.own_bank(num_classes, proxies_per_class, proxy_initializer)
         self.w_pair, self.w_proxy = float(w_pair), float(w_proxy)
 
     def build(self, input_shape: tuple) -> None:
-        self.proxies = self.add_weight(shape=(self.num_classes * self.proxies_per_class, input_shape[-1]),
-                                       initializer=keras.initializers.HeUniform(), name="proxies", trainable=True)
+        self.bank.build(input_shape)
         self.proxy_term_on = self.add_weight(shape=(), initializer="ones", name="proxy_term_on", trainable=False,
                                              aggregation="only_first_replica")
         self.built = True
 
     def proxy_labels(self) -> Any:
-        return ops.tile(ops.arange(self.num_classes, dtype="int32"), [self.proxies_per_class])
+        return self.bank.labels()
 
     def with_parts(self, embeddings: Any, labels: Any, training: bool | None = None) -> tuple[Any, dict[str, Any]]:
         pair, proxy = self._pair_and_proxy(*self.checked(embeddings, labels))
@@ -73,7 +72,7 @@ class CCPLoss(LossWrapper):
     def _pair_and_proxy(self, embeddings: Any, labels: Any) -> tuple[Any, Any]:
         """The weighted pair term and the weighted (and switchable) proxy term."""
         embeddings = unit_ball(embeddings)
-        proxies = References.from_proxies(unit_ball(self.proxies), self.proxy_labels())
+        proxies = self.bank.references(unit_ball(self.proxies))
         return (self.w_pair * self.inner.compute(embeddings, labels),
                 self.w_proxy * self.proxy_term_on * self.inner.compute(embeddings, labels, proxies))
 
@@ -88,8 +87,7 @@ class CCPLoss(LossWrapper):
         return self.w_pair * pair + self.w_proxy * self.proxy_term_on * proxy
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class,
-                "w_pair": self.w_pair, "w_proxy": self.w_proxy}
+        return {**super().get_config(), **self.bank_config(), "w_pair": self.w_pair, "w_proxy": self.w_proxy}
 
 
 #: The round best a round starts from: below any metric, so a round's first validation is its best

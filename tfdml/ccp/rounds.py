@@ -212,12 +212,12 @@ class CCPRounds(keras.callbacks.Callback):
         pool = np.zeros((c, sizes.max(), embeddings.shape[1]), np.float32)
         valid = np.zeros((c, sizes.max()), bool)
         pool[labels[order], slot], valid[labels[order], slot] = embeddings[order], True
-        old = loss.proxies.numpy()
-        start = (unit_ball(previous).reshape(k, c, -1).transpose(1, 0, 2) if previous is not None
+        bank = loss.bank
+        old = bank.proxies.numpy()
+        start = (np.asarray(bank.per_class(unit_ball(previous))) if previous is not None
                  else np.zeros((c, 0, embeddings.shape[1])))
         chosen = greedy_k_center(pool, valid, start, k)
-        new = pool[np.arange(c)[:, None], chosen]  # [C, K, D]
-        new = new.transpose(1, 0, 2).reshape(k * c, -1)  # proxy k*C + c belongs to class c
-        loss.proxies.assign(new)
+        bank.reseed(pool[np.arange(c)[:, None], chosen])  # [C, K, D]
+        new = bank.proxies.numpy()
         reset_slots(self.model.optimizer_for("loss"), loss.proxies)
         return float(np.linalg.norm(new - unit_ball(old), axis=1).mean())
