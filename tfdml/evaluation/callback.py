@@ -86,6 +86,23 @@ class RetrievalValidation(keras.callbacks.Callback):
         """Whether the metrics of `epoch` (0-based) have been computed."""
         return bool(self.history) and self.history[-1]["epoch"] == epoch + 1
 
+    @property
+    def latest_value(self) -> float:
+        """The monitored metric of the latest validation (what callbacks that follow the metric act on)."""
+        if not self.history:
+            raise ValueError("no validation has run yet")
+        return float(self.history[-1][self.monitor])
+
+    def improved_at(self, epoch: int) -> bool:
+        """Whether the validation of `epoch` (0-based) set the best value (and so the best weights)."""
+        return self.best_epoch == epoch + 1
+
+    def annotate(self, entries: dict) -> None:
+        """Add `entries` to the latest validation's record (kept in checkpoints' state and metrics.json)."""
+        if not self.history:
+            raise ValueError("no validation has run yet")
+        self.history[-1].update(entries)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Validate (once per epoch: callbacks that act on the metric may call this first themselves)."""
         if self.dataset is None or (epoch + 1) % self.every_epochs:  # no dataset: no validation classes

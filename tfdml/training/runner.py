@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from tfdml.ccp import CCPRounds, table_pool
+from tfdml.ccp import table_pool
 from tfdml.config import Config, config_from_dict, diff_configs, load_config, save_config
 from tfdml.config.schema import RESUMABLE_KEYS
 from tfdml.data import DatasetTable, reraise_data_errors
@@ -30,7 +30,7 @@ from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.evaluation.neighbours import as_unit_rows
 from tfdml.evaluation.progress import Verbose, resolve_verbose
 from tfdml.export import export_saved_model
-from tfdml.training.builders import build_data, build_model, build_optimizer
+from tfdml.training.builders import build_ccp, build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
@@ -73,7 +73,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
                           f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}")
     chief = is_chief(strategy)
     with strategy.scope():
-        model = build_model(config, num_classes=data.train.num_classes)
+        ccp = build_ccp(config, data.train.num_classes)  # None unless ccp.enabled
+        model = build_model(config, num_classes=data.train.num_classes, ccp=ccp)
         model.compile(optimizer=build_optimizer(config, steps), lr_multipliers=config.optimizer.lr_multipliers,
                       jit_compile=config.train.jit_compile is True)  # `auto` is measured before fit
         model.build_optimizers()
@@ -81,7 +82,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     val_dataset = None
     if len(data.val):
         val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
-    elif config.ccp.enabled:
+    elif ccp is not None:
         raise ConfigError("ccp.enabled needs validation classes (its rounds follow the validation metric), but the "
                           "split has none: set data.val_fraction > 0")
     else:
@@ -113,12 +114,10 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
             jit_report = _choose_jit(model, data.train_dataset(config, start_epoch * steps), data.train, strategy, log,
                                      steps * (config.train.epochs - start_epoch))
         rounds = []
-        if config.ccp.enabled:  # after validation, before checkpointing: it acts on this epoch's metric
-            pool = table_pool(data.train, config.ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed,
+        if ccp is not None:  # after validation, before checkpointing: it acts on this epoch's metric
+            pool = table_pool(data.train, ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed,
                               verbose=config.train.verbose)
-            rounds = [CCPRounds(validation, pool, lambda0=config.ccp.lambda0, decay=config.ccp.decay,
-                                patience=config.ccp.patience, stop_patience=config.ccp.stop_patience,
-                                warmup_epochs=config.ccp.warmup_epochs, log=log)]
+            rounds = [ccp.rounds(validation, pool, log=log)]
         callbacks = [
             validation,  # first: later callbacks log and checkpoint its val_* metrics
             *rounds,
