@@ -1,6 +1,6 @@
 """Training glue for retrieval evaluation: embed a dataset, and validate during `fit`.
 
-Example:
+Example (not run as a doctest: it needs a model and datasets):
     >>> cb = RetrievalValidation(val_ds, monitor="map@r")            # doctest: +SKIP
     >>> model.fit(train_ds, epochs=10, callbacks=[cb])                # doctest: +SKIP
     >>> cb.best_value, cb.best_epoch                                  # doctest: +SKIP
@@ -36,7 +36,7 @@ def embed_dataset(model: keras.Model, dataset: tf.data.Dataset, verbose: Verbose
 
     `verbose` (0, 1, 2 or "auto", as in `tfdml.evaluation.progress`) shows a Progbar over the batches.
 
-    Example:
+    Example (not run as a doctest: it needs a model and datasets):
         >>> embeddings, labels = embed_dataset(model, test_ds, verbose="auto")  # doctest: +SKIP
         40/40 ━━━━━━━━━━━━━━━━━━━━ 3s 70ms/batch
     """

@@ -144,7 +144,7 @@ class DMLModel(keras.Model):
         Every image searches all others by cosine similarity (`tfdml.evaluation.evaluate_retrieval`);
         a batch loss would say little about retrieval. `fit(validation_data=...)` keeps Keras's loss.
 
-        Example:
+        Example (not run as a doctest: it needs a model and a validation table):
             >>> model.evaluate(eval_dataset(val, image_size=32, batch_size=256))  # doctest: +SKIP
             {'recall@1': 0.61, ..., 'map@r': 0.45}
         """

@@ -4,7 +4,7 @@ The run directory `<output_dir>/<name>/` holds `config.yaml` (fully resolved), `
 `checkpoints/` (`last.keras`, `best.weights.h5`, `state.json`), `metrics.json` and `saved_model/`.
 Running the same command again resumes from `last.keras`.
 
-Example:
+Example (not run as a doctest: it trains a run):
     >>> from tfdml.config import load_config
     >>> from tfdml.training import run
     >>> metrics = run(load_config("yaml_configs/emoji.yaml", ["train.epochs=2"]))  # doctest: +SKIP
@@ -205,7 +205,7 @@ def evaluate_table(embeddings: np.ndarray, labels: np.ndarray, table: DatasetTab
     queries; others retrieve among all their images. `backend` defaults to `config.eval.backend`;
     `verbose` (0, 1, 2, "auto") shows the blockwise search's progress.
 
-    Example:
+    Example (not run as a doctest: it needs a trained run):
         >>> embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))  # doctest: +SKIP
         >>> evaluate_table(embeddings, labels, data.test, config)["map@r"]  # doctest: +SKIP
     """
@@ -221,7 +221,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
     The model comes from `checkpoints/last.keras` with `best.weights.h5` loaded over it when there is
     one (the best validation epoch, as the run's test used); without it, the last epoch's weights.
 
-    Example:
+    Example (not run as a doctest: it needs a trained run):
         >>> config, model = load_run("runs/emoji")  # doctest: +SKIP
         >>> model(images).shape  # doctest: +SKIP
         TensorShape([8, 128])
