@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdml.ccp import CCPLoss, CCPRounds, ProximalTerm, greedy_k_center, reset_slots, table_pool
+from tfdml.ccp import (CCP, CCPLoss, CCPRounds, ProximalTerm, greedy_k_center, optimizer_slots, reset_slots,
+                       table_pool)
 from tfdml.config import load_config
 from tfdml.evaluation.callback import RetrievalValidation
 from tfdml.losses import ContrastiveLoss, MultiSimilarityLoss, TripletLoss
@@ -91,15 +92,14 @@ def test_reseeding_replaces_exactly_the_proxies_and_resets_their_optimizer_slots
     model = ccp_model()
     model.fit(tf.data.Dataset.from_tensors((IMAGES, LABELS)), epochs=1, verbose=0)
     optimizer, proxies = model.optimizer_for("loss"), model.metric_loss.proxies
-    index = optimizer._get_variable_index(proxies)
-    assert np.abs(optimizer._momentums[index].numpy()).sum() > 0
     before = {v.path: v.numpy().copy() for v in model.weights if v is not proxies}
-    slots_before = [m.numpy().copy() for m in optimizer._momentums]
+    slots_before = [s.numpy().copy() for s in optimizer.variables]
 
     # A pool with a class (3) that has fewer images than the pool size; K = 2 proxies per class.
     pool_emb = rng.normal(size=(9, 8)).astype("float32")
     pool_labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
-    rounds = CCPRounds(RetrievalValidation(None), fixed_pool(pool_emb, pool_labels), log=lambda _: None)
+    rounds = CCPRounds(model.metric_loss, model.proximal, RetrievalValidation(None), fixed_pool(pool_emb, pool_labels),
+                       log=lambda _: None)
     rounds.set_model(model)
     moved = rounds.reseed(previous=None)
     new = proxies.numpy().reshape(2, 4, 8)  # proxy k*C + c
@@ -113,10 +113,14 @@ def test_reseeding_replaces_exactly_the_proxies_and_resets_their_optimizer_slots
     for v in model.weights:
         if v is not proxies:
             np.testing.assert_array_equal(v.numpy(), before[v.path])
-    assert not optimizer._momentums[index].numpy().any() and not optimizer._velocities[index].numpy().any()
-    for i, m in enumerate(optimizer._momentums):
-        if i != index:
-            np.testing.assert_array_equal(m.numpy(), slots_before[i])
+    # Exactly Adam's two slots of the proxies (momentum, velocity) changed, to zeros; every other optimizer
+    # variable (the network's slots, the step count, the rate) is as it was.
+    changed = [i for i, (s, b) in enumerate(zip(optimizer.variables, slots_before)) if not np.array_equal(s.numpy(), b)]
+    assert len(changed) == 2
+    for i in changed:
+        assert optimizer.variables[i].shape == proxies.shape and slots_before[i].any()
+        assert not optimizer.variables[i].numpy().any()
+    assert sorted(id(s) for s in optimizer_slots(optimizer, proxies)) == sorted(id(optimizer.variables[i]) for i in changed)
     assert reset_slots(keras.optimizers.Adam(), proxies) == 0  # an unbuilt optimizer has no slots
 
 
@@ -189,7 +193,7 @@ def test_rounds_reseed_as_the_original_and_anchor_to_each_rounds_best():
     script = SCRIPT + [0.3, 0.3]
     validation = ScriptedValidation(script)
     pool = fixed_pool(rng.normal(size=(16, 8)).astype("float32"), LABELS)
-    rounds = RecordingRounds(validation, pool, lambda0=1e-3, decay=0.5, patience=2, stop_patience=7,
+    rounds = RecordingRounds(model.metric_loss, model.proximal, validation, pool, lambda0=1e-3, decay=0.5, patience=2, stop_patience=7,
                              log=lambda _: None)
     seen = Snapshots()
     anchors = []
@@ -221,8 +225,8 @@ def test_rounds_reseed_as_the_original_and_anchor_to_each_rounds_best():
 def test_the_stop_comes_before_a_new_round():
     model = ccp_model()
     validation = ScriptedValidation(SCRIPT)
-    rounds = CCPRounds(validation, fixed_pool(rng.normal(size=(16, 8)).astype("float32"), LABELS),
-                       patience=2, stop_patience=5, log=lambda _: None)
+    ccp = CCP(model.metric_loss, model.proximal, patience=2, stop_patience=5)
+    rounds = ccp.rounds(validation, fixed_pool(rng.normal(size=(16, 8)).astype("float32"), LABELS), log=lambda _: None)
     data = tf.data.Dataset.from_tensors((IMAGES, LABELS)).repeat()
     history = model.fit(data, epochs=12, steps_per_epoch=1, callbacks=[rounds, validation], verbose=0)
     reseeds, _, stop = original_reseed_epochs(SCRIPT, patience=2, stop_patience=5)
@@ -234,7 +238,8 @@ def test_warmup_trains_the_pair_term_alone_then_round_one_seeds_the_proxies():
     model = ccp_model()
     validation = ScriptedValidation([0.1, 0.2, 0.3, 0.3, 0.3, 0.3])
     pool_embeddings = rng.normal(size=(16, 8)).astype("float32")
-    rounds = CCPRounds(validation, fixed_pool(pool_embeddings, LABELS), patience=2, stop_patience=50,
+    rounds = CCPRounds(model.metric_loss, model.proximal, validation, fixed_pool(pool_embeddings, LABELS), patience=2,
+                       stop_patience=50,
                        warmup_epochs=2, log=lambda _: None)
     seen = []
 
@@ -285,13 +290,28 @@ def test_a_run_interrupted_mid_round_resumes_identically(tmp_path):
     run(config("cut"), log=lambda _: None)
     whole = keras.models.load_model(tmp_path / "whole" / "checkpoints" / "last.keras")
     cut = keras.models.load_model(tmp_path / "cut" / "checkpoints" / "last.keras")
-    for name in ("round", "lam", "best", "since_round", "since_improvement", "round_best"):
-        assert getattr(whole.proximal, name).numpy() == getattr(cut.proximal, name).numpy(), name
-    assert int(cut.proximal.round.numpy()) == 3
-    for a, b in zip(whole.proximal.anchors + whole.proximal.round_best_weights + [whole.proximal.round_best_proxies],
-                    cut.proximal.anchors + cut.proximal.round_best_weights + [cut.proximal.round_best_proxies]):
+    assert whole.proximal.lam.numpy() == cut.proximal.lam.numpy()
+    for name in ("round", "best", "since_round", "since_improvement", "round_best"):
+        assert getattr(whole.proximal.rounds, name).numpy() == getattr(cut.proximal.rounds, name).numpy(), name
+    assert cut.proximal.rounds.current == 3
+    w, c = whole.proximal, cut.proximal
+    for a, b in zip(w.anchors + w.rounds.round_best_weights + [w.rounds.round_best_proxies],
+                    c.anchors + c.rounds.round_best_weights + [c.rounds.round_best_proxies]):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
     np.testing.assert_allclose(whole.metric_loss.proxies.numpy(), cut.metric_loss.proxies.numpy(), atol=1e-6)
+
+
+def test_ccp_is_built_once_and_the_model_holds_its_parts():
+    from tfdml.training.builders import build_ccp, build_model
+
+    config = tiny_config("ccp.patience=5", "ccp.proxies_per_class=3")
+    ccp = build_ccp(config, num_classes=4)
+    model = build_model(config, num_classes=4, ccp=ccp)
+    assert model.metric_loss is ccp.loss and model.proximal is ccp.proximal
+    assert ccp.loss.proxies_per_class == 3 and ccp.proximal.rounds.current == 0
+    rounds = ccp.rounds(RetrievalValidation(None), fixed_pool(None, None), log=lambda _: None)
+    assert rounds.loss is ccp.loss and rounds.proximal is ccp.proximal and rounds.patience == 5
+    assert build_ccp(tiny_config("ccp.enabled=false"), num_classes=4) is None
 
 
 def test_table_pool_takes_at_most_b_images_per_class(make_table):

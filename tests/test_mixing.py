@@ -177,3 +177,13 @@ def test_a_jit_compiled_training_step_mixes():
     images = rng.uniform(0, 255, (12, 16, 16, 3)).astype("float32")
     history = model.fit(tf.data.Dataset.from_tensors((images, LABELS)).repeat(2), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
+
+
+def test_the_utilization_report_mixes_with_the_training_steps_code():
+    # mix_embeddings is Metrix's own draw and mix (embedding level, a lambda per pair): same seed, same mixtures.
+    x, labels = ref.unit(rng.normal(size=(30, 4))).astype("float32"), np.arange(30) % 3
+    metrix = Metrix(level="embedding", alpha=2.0, lambda_per="pair", max_mixtures=12, seed=7)
+    first, second, lam, valid = metrix.draw(labels.astype("int32"))
+    expected = np.asarray(metrix.mix(None, None, None, x, first, second, lam))[np.asarray(valid) > 0]
+    np.testing.assert_allclose(mix_embeddings(x, labels, 12, alpha=2.0, seed=7), expected, atol=1e-6)
+    assert len(mix_embeddings(x, labels, 30, seed=7, chunk=8)) == 30  # drawn in chunks, cut to the count

@@ -150,3 +150,44 @@ def test_proxies_live_with_the_loss_and_learn_at_their_own_rate(tmp_path):
     model.save(tmp_path / "pa.keras")
     loaded = keras.models.load_model(tmp_path / "pa.keras")
     np.testing.assert_array_equal(loaded.metric_loss.proxies.numpy(), model.metric_loss.proxies.numpy())
+
+
+def test_a_mixed_precision_step_matches_a_float32_step():
+    # Under mixed_float16 compile wraps the optimizer in a LossScaleOptimizer, and each group's clone is one;
+    # the step scales the loss once and each optimizer unscales by its own scale: the float32 update.
+    from tfdml.losses import ProxyAnchorLoss
+
+    images, labels = batch(16, 4)
+
+    def one_step(policy, initial_scale=None, loss_group_scale=None):
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            keras.utils.set_random_seed(0)
+            model = tiny_model(ProxyAnchorLoss(4))
+            optimizer = keras.optimizers.SGD(0.05)
+            if initial_scale is not None:
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=initial_scale)
+            model.compile(optimizer=optimizer, lr_multipliers={"loss": 10.0})
+            model.build_optimizers()
+            if loss_group_scale is not None:  # the groups' scales differ: the gradients must be re-expressed
+                model.optimizer_for("loss").dynamic_scale.assign(loss_group_scale)
+            before = [v.numpy().copy() for v in model.trainable_variables]
+            model.fit(tf.data.Dataset.from_tensors((images, labels)), epochs=1, verbose=0)
+            optimizers = (model.optimizer, model.optimizer_for("loss"))
+            scales = [float(o.dynamic_scale.numpy()) if isinstance(o, keras.optimizers.LossScaleOptimizer) else None
+                      for o in optimizers]
+            return [v.numpy() - b for v, b in zip(model.trainable_variables, before)], scales
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+
+    full, scales = one_step("float32")
+    assert scales == [None, None]
+    mixed, scales = one_step("mixed_float16", initial_scale=2.0 ** 8, loss_group_scale=2.0 ** 4)
+    assert scales == [2.0 ** 8, 2.0 ** 4] and keras.mixed_precision.global_policy().name == "float32"
+    gaps = [np.linalg.norm(b - a) / np.linalg.norm(a) for a, b in zip(full, mixed)]
+    assert max(gaps) < 0.1  # every weight moved by the float32 step up to float16 rounding (the proxies too)
+    # Keras's default scale (2^15) overflows this network's float16 gradients: the whole step is skipped,
+    # the proxies' group too, and every scale halves.
+    skipped, scales = one_step("mixed_float16")
+    assert scales == [2.0 ** 14, 2.0 ** 14] and not any(np.abs(d).max() for d in skipped)

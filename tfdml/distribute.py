@@ -7,7 +7,7 @@ gradient sums the replicas' upstream gradients and the optimizer sums the replic
 gradients, so the step divides the loss by the number of replicas (`replica_scale`) to make N
 replicas take exactly the update of one device on the same global batch.
 
-Example:
+Example (not run as a doctest: it needs a config and several devices):
     >>> strategy = get_strategy("mirrored")  # doctest: +SKIP
     >>> with strategy.scope():               # doctest: +SKIP
     ...     model = tfdml.training.build_model(config, num_classes)

@@ -57,13 +57,15 @@ def train(model: DMLModel, images: np.ndarray, labels: np.ndarray, steps: int) -
     # A CCP round as CCPRounds starts one after `patience` validations without improvement.
     validation = RetrievalValidation(None)
     # This epoch is the round's best: theta* and the k-center start are the current weights and proxies.
-    model.proximal.record_round_best(0.5, model.network_variables(), model.metric_loss.proxies)
+    model.proximal.rounds.track_round(0.5, model.network_variables(), model.metric_loss.proxies)
     # Pool images other than the batch's, embeddings shrunk into the unit ball: proxies at distance 0 from
     # the batch or on the ball's surface would sit where the loss is not differentiable (the distance's
     # root, the projection's max(|p|, 1)), and float noise between the two sides would pick the gradient.
     pool = tf.data.Dataset.from_tensors((np.random.default_rng(2).uniform(0, 255, images.shape), labels))
-    rounds = CCPRounds(validation, lambda m, round_: (0.8 * embed_dataset(m, pool)[0], labels), lambda0=0.5,
-                       log=lambda _: None)
+    def pool_fn(m, round_):
+        return 0.8 * embed_dataset(m, pool)[0], labels
+
+    rounds = CCPRounds(model.metric_loss, model.proximal, validation, pool_fn, lambda0=0.5, log=lambda _: None)
     rounds.set_model(model)
     rounds.new_round(epoch=0)
     history = model.fit(data, epochs=steps - 1, verbose=0)

@@ -5,10 +5,9 @@
 `CCPLoss` is the first two terms around any pair loss of the library that accepts references (C1, C2,
 MS, triplet, circle), a `LossWrapper` whose inner loss is that pair loss, with embeddings and proxies
 projected onto the unit ball. `ProximalTerm` is the third, over the network's
-weights only (the model's `backbone` and `head` parameter groups, never the proxies); it also holds
-the round state (round, lambda, theta*, best metric, patience counters, and the current round's best
-metric, network weights and proxies) as non-trainable weights, so a checkpoint resumes a run in the
-same round with the same round best.
+weights only (the model's `backbone` and `head` parameter groups, never the proxies); its layer also
+carries the round bookkeeping (`tfdml.ccp.state.RoundState`) as non-trainable weights, so a
+checkpoint resumes a run in the same round with the same round best. `tfdml.ccp.CCP` builds both.
 
 Example:
     >>> from tfdml.losses import ContrastiveLoss
@@ -24,15 +23,17 @@ from keras import ops
 
 from tfdml.losses.base import LossWrapper, MetricLoss
 from tfdml.losses.core import References, unit_ball
+from tfdml.losses.proxies import DEFAULT_INITIALIZER, HasProxyBank
+from tfdml.ccp.state import RoundState
 from tfdml.mixing.metrix import mixed_pair_loss, mixed_proxy_loss
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
-class CCPLoss(LossWrapper):
+class CCPLoss(HasProxyBank, LossWrapper):
     """`w_pair * inner(batch, batch) + w_proxy * inner(batch, proxies)` on unit-ball projections.
 
-    Proxies (`num_classes * proxies_per_class` of them, proxy `i` of class `i % num_classes`) are this
-    layer's trainable weight, in the model's `loss` parameter group. CCP's defaults: w_pair 0.1,
+    Proxies (`num_classes * proxies_per_class` of them) are this layer's `ProxyBank`, in the model's
+    `loss` parameter group. CCP's defaults: w_pair 0.1,
     w_proxy 1.0; K = 8 (CUB, Cars196) or 4 (SOP, In-Shop). The non-trainable `proxy_term_on` (1 by
     default) switches the proxy term off during a warm-up (`CCPRounds(warmup_epochs=...)`). The
     training step logs the weighted proxy term as `loss_proxy`.
@@ -45,22 +46,20 @@ class CCPLoss(LossWrapper):
     part_names = ("proxy",)
 
     def __init__(self, loss: MetricLoss | dict | str, num_classes: int, proxies_per_class: int = 8,
-                 w_pair: float = 0.1, w_proxy: float = 1.0, **kwargs: Any) -> None:
+                 w_pair: float = 0.1, w_proxy: float = 1.0, proxy_initializer: Any = DEFAULT_INITIALIZER,
+                 **kwargs: Any) -> None:
         super().__init__(loss, **kwargs)
-        if num_classes is None or num_classes < 1 or proxies_per_class < 1:
-            raise ValueError(f"num_classes ({num_classes}) and proxies_per_class ({proxies_per_class}) must be >= 1")
-        self.num_classes, self.proxies_per_class = int(num_classes), int(proxies_per_class)
+        self.own_bank(num_classes, proxies_per_class, proxy_initializer)
         self.w_pair, self.w_proxy = float(w_pair), float(w_proxy)
 
     def build(self, input_shape: tuple) -> None:
-        self.proxies = self.add_weight(shape=(self.num_classes * self.proxies_per_class, input_shape[-1]),
-                                       initializer=keras.initializers.HeUniform(), name="proxies", trainable=True)
+        self.bank.build(input_shape)
         self.proxy_term_on = self.add_weight(shape=(), initializer="ones", name="proxy_term_on", trainable=False,
                                              aggregation="only_first_replica")
         self.built = True
 
     def proxy_labels(self) -> Any:
-        return ops.tile(ops.arange(self.num_classes, dtype="int32"), [self.proxies_per_class])
+        return self.bank.labels()
 
     def with_parts(self, embeddings: Any, labels: Any, training: bool | None = None) -> tuple[Any, dict[str, Any]]:
         pair, proxy = self._pair_and_proxy(*self.checked(embeddings, labels))
@@ -73,7 +72,7 @@ class CCPLoss(LossWrapper):
     def _pair_and_proxy(self, embeddings: Any, labels: Any) -> tuple[Any, Any]:
         """The weighted pair term and the weighted (and switchable) proxy term."""
         embeddings = unit_ball(embeddings)
-        proxies = References.from_proxies(unit_ball(self.proxies), self.proxy_labels())
+        proxies = self.bank.references(unit_ball(self.proxies))
         return (self.w_pair * self.inner.compute(embeddings, labels),
                 self.w_proxy * self.proxy_term_on * self.inner.compute(embeddings, labels, proxies))
 
@@ -88,53 +87,36 @@ class CCPLoss(LossWrapper):
         return self.w_pair * pair + self.w_proxy * self.proxy_term_on * proxy
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class,
-                "w_pair": self.w_pair, "w_proxy": self.w_proxy}
-
-
-#: The round best a round starts from: below any metric, so a round's first validation is its best
-#: (the original resets its best to 1e16 on a minimised quantity, callback.py:242).
-ROUND_START = -1e16
+        return {**super().get_config(), **self.bank_config(), "w_pair": self.w_pair, "w_proxy": self.w_proxy}
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
 class ProximalTerm(keras.layers.Layer):
-    """`(lambda / 2) * sum ||theta - theta*||^2` over the network's weights, and CCP's round state.
+    """`(lambda / 2) * sum ||theta - theta*||^2` over the network's weights; it keeps CCP's `rounds` too.
 
-    `build_for(variables, proxies)` creates one `theta*` copy and one round-best copy per network
-    variable, and a round-best copy of the proxies. `lam` is 0 in the first round.
+    `build_for(variables, proxies)` creates one `theta*` copy per network variable and `lam` (0 in
+    the first round), then the `RoundState` (`rounds`): this layer's weights, so checkpoints hold them.
 
     Example:
         >>> import keras
         >>> term = ProximalTerm()
         >>> term.build_for([keras.Variable([1.0, 2.0])], proxies=keras.Variable([[0.5]]))
-        >>> float(term.round_best.numpy()) < -1e15  # ROUND_START: below any metric
-        True
+        >>> term.set_anchor([[1.0, 0.0]]); _ = term.lam.assign(2.0)
+        >>> float(term.penalty([keras.Variable([1.0, 2.0])]))  # (2 / 2) * (0 + 4)
+        4.0
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.anchors: list = []
-        self.round_best_weights: list = []
-        self.round_best_proxies: Any = None
+        self.rounds: RoundState | None = None
 
     def build_for(self, variables: list, proxies: Any = None) -> None:
         state = {"trainable": False, "aggregation": "only_first_replica"}
         self.anchors = [self.add_weight(shape=v.shape, initializer="zeros", name=f"theta_star_{i}", **state)
                         for i, v in enumerate(variables)]
         self.lam = self.add_weight(shape=(), initializer="zeros", name="lambda", **state)
-        self.round = self.add_weight(shape=(), initializer="zeros", dtype="int32", name="round", **state)
-        self.best = self.add_weight(shape=(), initializer=keras.initializers.Constant(-1.0), name="best", **state)
-        self.since_improvement = self.add_weight(shape=(), initializer="zeros", dtype="int32",
-                                                 name="since_improvement", **state)
-        self.since_round = self.add_weight(shape=(), initializer="zeros", dtype="int32", name="since_round", **state)
-        self.round_best = self.add_weight(shape=(), initializer=keras.initializers.Constant(ROUND_START),
-                                          name="round_best", **state)
-        self.round_best_weights = [self.add_weight(shape=v.shape, initializer="zeros", name=f"round_best_{i}", **state)
-                                   for i, v in enumerate(variables)]
-        if proxies is not None:
-            self.round_best_proxies = self.add_weight(shape=proxies.shape, initializer="zeros",
-                                                      name="round_best_proxies", **state)
+        self.rounds = RoundState.create(self.add_weight, variables, proxies)  # after lambda: the saved order
         self.built = True
 
     def penalty(self, variables: list) -> Any:
@@ -147,16 +129,3 @@ class ProximalTerm(keras.layers.Layer):
         """`theta* <- values` (numpy arrays or variables, in the order of `build_for`)."""
         for anchor, value in zip(self.anchors, values):
             anchor.assign(value)
-
-    def record_round_best(self, value: float, variables: list, proxies: Any = None) -> None:
-        """This round's best so far: the metric, the network's weights and the proxies now."""
-        self.round_best.assign(value)
-        for copy, variable in zip(self.round_best_weights, variables):
-            copy.assign(variable)
-        if proxies is not None:
-            self.round_best_proxies.assign(proxies)
-
-    def reset_round_best(self) -> None:
-        """A round starts: its first validation will be its best (the weights are overwritten then)."""
-        self.round_best.assign(ROUND_START)
-        self.since_round.assign(0)

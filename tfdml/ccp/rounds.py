@@ -24,35 +24,35 @@ lambda 0 while it is 0, then `lambda0 * decay**global_step`, callback.py:179-189
 before round 1 seeds the proxies: the paper starts from ImageNet weights, whose embeddings already
 separate classes, while proxies seeded from a randomly initialised network are nearly one point.
 
-All state lives in the model's `ProximalTerm` weights (the round best included), so a checkpoint
-resumes the same round with the same round best.
+The callback is handed what it acts on (the CCP objective, the proximal term with its `RoundState`,
+the validation callback); `tfdml.ccp.CCP.rounds` builds it. All state lives in the model's
+`ProximalTerm` weights (the round best included), so a checkpoint resumes the same round with the
+same round best.
 Every validated epoch adds `ccp_round`, `ccp_lambda` and `ccp_best` to the epoch's logs (TensorBoard,
 the progress bar, `metrics.json`), and an epoch that re-seeds adds `ccp_proxies_moved`.
 
-Example (a notebook):
-    >>> validation = RetrievalValidation(val_ds)                                    # doctest: +SKIP
-    >>> rounds = CCPRounds(validation, table_pool(train_table, 12, eval_fn, seed=0)) # doctest: +SKIP
+Example (a notebook; it needs a dataset and a CCP model, so it is not run as a doctest):
+    >>> validation = RetrievalValidation(val_ds)                                         # doctest: +SKIP
+    >>> rounds = ccp.rounds(validation, table_pool(train_table, 12, eval_fn, seed=0))    # doctest: +SKIP
     >>> model.fit(train_ds, epochs=100, steps_per_epoch=25, callbacks=[validation, rounds])  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 
 from tfdml.ccp.kcenter import greedy_k_center
 from tfdml.ccp.objective import CCPLoss, ProximalTerm
+from tfdml.ccp.state import RoundState
 from tfdml.losses import core
 from tfdml.data.table import DatasetTable
 from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.evaluation.progress import Verbose
 
 Pool = Callable[[keras.Model, int], tuple[np.ndarray, np.ndarray]]
-
-#: A round-best improvement must exceed this (the original's `min_improvement_margin`, callback.py:69).
-ROUND_MARGIN = 1e-5
 
 
 def table_pool(table: DatasetTable, pool_size: int, dataset_fn: Callable[[DatasetTable], Any], seed: int = 0,
@@ -75,21 +75,27 @@ def table_pool(table: DatasetTable, pool_size: int, dataset_fn: Callable[[Datase
     return pool
 
 
-def reset_slots(optimizer: keras.optimizers.Optimizer, variable: Any) -> int:
-    """Zero the optimizer's slots (moments, velocities, ...) of `variable`; return how many were reset."""
-    if not optimizer.built:
-        return 0
-    index = optimizer._get_variable_index(variable)
-    count = len(optimizer._trainable_variables)
-    reset = 0
-    for value in vars(optimizer).values():
-        if (isinstance(value, list) and len(value) == count and value is not optimizer._trainable_variables
-                and all(hasattr(v, "assign") for v in value if v is not None)):
-            slot = value[index]
-            if slot is not None and tuple(slot.shape) == tuple(variable.shape):
-                slot.assign(np.zeros(slot.shape, slot.dtype))
-                reset += 1
-    return reset
+def optimizer_slots(optimizer: keras.optimizers.Optimizer, variable: Any, others: Sequence = ()) -> list:
+    """The optimizer's variables made for `variable` (moments, velocities, ...), found in `optimizer.variables`.
+
+    Keras names a slot `<variable.path, "/" as "_">_<slot name>` (`Optimizer.add_variable_from_reference`),
+    with the variable's shape; a slot that also matches the longer path of one of `others` is theirs.
+    """
+    def prefix(v: Any) -> str:
+        return v.path.replace("/", "_") + "_"
+
+    own = prefix(variable)
+    longer = [p for p in map(prefix, others) if p.startswith(own) and p != own]
+    return [s for s in optimizer.variables if s.name.startswith(own) and tuple(s.shape) == tuple(variable.shape)
+            and not any(s.name.startswith(p) for p in longer)]
+
+
+def reset_slots(optimizer: keras.optimizers.Optimizer, variable: Any, others: Sequence = ()) -> int:
+    """Zero the optimizer's slots of `variable` (see `optimizer_slots`); return how many were reset."""
+    slots = optimizer_slots(optimizer, variable, others)
+    for slot in slots:
+        slot.assign(np.zeros(slot.shape, slot.dtype))
+    return len(slots)
 
 
 def unit_ball(x: np.ndarray) -> np.ndarray:
@@ -98,29 +104,28 @@ def unit_ball(x: np.ndarray) -> np.ndarray:
 
 
 class CCPRounds(keras.callbacks.Callback):
-    """CCP's round logic (see the module docstring). The model needs a `CCPLoss` and a `ProximalTerm`."""
+    """CCP's round logic (see the module docstring) on `loss`'s proxies and `proximal`'s state, following
+    `validation`'s metric. The model it trains (set by `fit`) must hold `loss` and `proximal`."""
 
-    def __init__(self, validation: RetrievalValidation, pool: Pool, *, lambda0: float = 2e-4, decay: float = 1.0,
-                 patience: int = 3, stop_patience: int = 60, warmup_epochs: int = 0,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(self, loss: CCPLoss, proximal: ProximalTerm, validation: RetrievalValidation, pool: Pool, *,
+                 lambda0: float = 2e-4, decay: float = 1.0, patience: int = 3, stop_patience: int = 60,
+                 warmup_epochs: int = 0, log: Callable[[str], None] = print) -> None:
         super().__init__()
+        if not isinstance(loss, CCPLoss) or not isinstance(proximal, ProximalTerm):
+            raise ValueError("CCPRounds needs a CCPLoss and a ProximalTerm (tfdml.ccp.CCP builds them)")
+        self.loss, self.proximal = loss, proximal
         self.validation, self.pool, self.log, self.warmup_epochs = validation, pool, log, warmup_epochs
         self.lambda0, self.decay, self.patience, self.stop_patience = lambda0, decay, patience, stop_patience
         self.events: list[dict] = []  # one per round start, for logs and tests
 
     @property
-    def state(self) -> ProximalTerm:
-        return self.model.proximal
-
-    @property
-    def loss(self) -> CCPLoss:
-        return self.model.metric_loss
+    def state(self) -> RoundState:
+        if self.proximal.rounds is None:
+            raise ValueError("the proximal term is not built: build the model that holds it first")
+        return self.proximal.rounds
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        if not isinstance(self.loss, CCPLoss) or not isinstance(self.model.proximal, ProximalTerm):
-            raise ValueError("CCPRounds needs a model built with a CCPLoss and a ProximalTerm "
-                             "(tfdml.training.builders.build_model does this when `ccp.enabled: true`)")
-        if int(self.state.round.numpy()) > 0:  # resumed: the checkpoint holds the round and the proxies
+        if self.state.current > 0:  # resumed: the checkpoint holds the round and the proxies
             return
         if self.warmup_epochs > 0:
             self.loss.proxy_term_on.assign(0.0)
@@ -132,77 +137,60 @@ class CCPRounds(keras.callbacks.Callback):
         """Round 1: proxies seeded by k-center from the pool, the proxy term on, lambda 0."""
         self.reseed(previous=None)
         self.loss.proxy_term_on.assign(1.0)
-        self.state.round.assign(1)
-        self.state.reset_round_best()
+        self.state.start_round(1)
         self.log("CCP round 1: proxies seeded by k-center from the pool; lambda 0")
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.validation.on_epoch_end(epoch, logs)  # the metric of *this* epoch, before any decision
-        if not self.validation.validated(epoch):
+        validation = self.validation
+        validation.on_epoch_end(epoch, logs)  # the metric of *this* epoch, before any decision
+        if not validation.validated(epoch):
             return
         state = self.state
-        self.track_global(epoch)
-        self.track_round(float(self.validation.history[-1][self.validation.monitor]))
-        if int(state.round.numpy()) == 0:  # warm-up: no rounds and no stop until the proxies exist
+        state.track_global(validation.improved_at(epoch), validation.best_value)
+        state.track_round(validation.latest_value, self.model.network_variables(), self.loss.proxies)
+        if state.current == 0:  # warm-up: no rounds and no stop until the proxies exist
             if epoch + 1 >= self.warmup_epochs:
                 self.first_round()
         elif int(state.since_improvement.numpy()) >= self.stop_patience:
             self.model.stop_training = True
             self.log(f"CCP: no improvement in {self.stop_patience} validations; stopping after round "
-                     f"{int(state.round.numpy())} (best {self.validation.monitor} {self.validation.best_value:.4f} "
-                     f"at epoch {self.validation.best_epoch})")
+                     f"{state.current} (best {validation.monitor} {validation.best_value:.4f} "
+                     f"at epoch {validation.best_epoch})")
         elif int(state.since_round.numpy()) >= self.patience:
             self.new_round(epoch)
         self.report(epoch, logs)
 
-    def track_global(self, epoch: int) -> None:
-        """Patience for the stop: validations since the global best (RetrievalValidation's) improved."""
-        state = self.state
-        if self.validation.best_epoch == epoch + 1:
-            state.since_improvement.assign(0)
-        else:
-            state.since_improvement.assign_add(1)
-        state.best.assign(self.validation.best_value)
-
-    def track_round(self, value: float) -> None:
-        """Patience for a new round: validations since this round's best improved (by > ROUND_MARGIN)."""
-        state = self.state
-        if value > float(state.round_best.numpy()) + ROUND_MARGIN:
-            state.record_round_best(value, self.model.network_variables(), self.loss.proxies)
-            state.since_round.assign(0)
-        else:
-            state.since_round.assign_add(1)
-
     def report(self, epoch: int, logs: dict | None) -> None:
         state = self.state
-        progress = {"ccp_round": int(state.round.numpy()), "ccp_lambda": float(state.lam.numpy()),
+        progress = {"ccp_round": state.current, "ccp_lambda": float(self.proximal.lam.numpy()),
                     "ccp_best": float(state.best.numpy())}
         if self.events and self.events[-1]["epoch"] == epoch + 1:  # a re-seeding this epoch: how far they moved
             progress["ccp_proxies_moved"] = self.events[-1]["moved"]
-        self.validation.history[-1].update(progress)  # kept in checkpoints' state and metrics.json
+        self.validation.annotate(progress)  # kept in checkpoints' state and metrics.json
         if logs is not None:
             logs.update(progress)  # TensorBoard and the progress bar
 
     def new_round(self, epoch: int) -> None:
         """theta* and the k-center start from this round's best; lambda for the next round; reset its best."""
         state = self.state
-        round_ = int(state.round.numpy()) + 1
+        round_ = state.current + 1
         lam = self.lambda0 * self.decay ** (round_ - 1)
         best_value = float(state.round_best.numpy())
-        state.set_anchor(state.round_best_weights)
-        state.lam.assign(lam)
-        state.round.assign(round_)
+        self.proximal.set_anchor(state.round_best_weights)
+        self.proximal.lam.assign(lam)
+        state.round.assign(round_)  # the pool of the re-seeding is drawn for the new round
         moved = self.reseed(previous=state.round_best_proxies.numpy())
-        state.reset_round_best()
+        state.start_round(round_)
         self.events.append({"epoch": epoch + 1, "round": round_, "lambda": lam, "moved": moved})
         self.log(f"CCP round {round_} after epoch {epoch + 1}: lambda {lam:.3g}, previous round's best "
                  f"{self.validation.monitor} {best_value:.4f}, proxies moved {moved:.4f} on average")
 
     def reseed(self, previous: np.ndarray | None) -> float:
-        """Replace the proxies by greedy k-center picks from the pool; return the mean distance they moved."""
-        loss = self.loss
-        c, k = loss.num_classes, loss.proxies_per_class
-        embeddings, labels = self.pool(self.model, int(self.state.round.numpy()))
+        """Replace the proxies by greedy k-center picks from the pool, reset their optimizer state, and
+        return the mean distance they moved."""
+        bank = self.loss.bank
+        c, k = bank.num_classes, bank.proxies_per_class
+        embeddings, labels = self.pool(self.model, self.state.current)
         embeddings = unit_ball(embeddings)  # the space the loss compares in
         sizes = np.bincount(labels, minlength=c)
         if (sizes == 0).any():
@@ -212,12 +200,11 @@ class CCPRounds(keras.callbacks.Callback):
         pool = np.zeros((c, sizes.max(), embeddings.shape[1]), np.float32)
         valid = np.zeros((c, sizes.max()), bool)
         pool[labels[order], slot], valid[labels[order], slot] = embeddings[order], True
-        old = loss.proxies.numpy()
-        start = (unit_ball(previous).reshape(k, c, -1).transpose(1, 0, 2) if previous is not None
+        old = bank.proxies.numpy()
+        start = (np.asarray(bank.per_class(unit_ball(previous))) if previous is not None
                  else np.zeros((c, 0, embeddings.shape[1])))
         chosen = greedy_k_center(pool, valid, start, k)
-        new = pool[np.arange(c)[:, None], chosen]  # [C, K, D]
-        new = new.transpose(1, 0, 2).reshape(k * c, -1)  # proxy k*C + c belongs to class c
-        loss.proxies.assign(new)
-        reset_slots(self.model.optimizer_for("loss"), loss.proxies)
-        return float(np.linalg.norm(new - unit_ball(old), axis=1).mean())
+        bank.reseed(pool[np.arange(c)[:, None], chosen])  # [C, K, D]
+        # Old moments would push the new proxies along their predecessors' gradients.
+        reset_slots(self.model.optimizer_for("loss"), bank.proxies, self.model.trainable_variables)
+        return float(np.linalg.norm(bank.proxies.numpy() - unit_ball(old), axis=1).mean())

@@ -67,7 +67,7 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     `worst` adds the `worst` queries of lowest AP@R (`worst_queries`) and `png` draws them. `verbose`
     (0, 1, 2, "auto": a bar on a terminal, one line otherwise) shows the embedding's and the search's progress.
 
-    Example:
+    Example (not run as a doctest: it needs a trained run):
         >>> evaluate("runs/emoji")["metrics"]["map@r"]  # doctest: +SKIP
         0.4634
     """
@@ -145,7 +145,7 @@ def worst_queries(embeddings: np.ndarray, table: Any, n: int, *, matches: int = 
     query's `row`, `path`, `label` (class name), `ap` and `relevant` (R), and `matches`: `rank`,
     `row`, `path`, `label`, `score` (cosine similarity). Queries without a relevant image are skipped.
 
-    Example:
+    Example (not run as a doctest: it needs a run's test embeddings and table):
         >>> worst_queries(embeddings, table, 2)[0]["ap"]  # doctest: +SKIP
         0.0417
     """
@@ -176,7 +176,7 @@ def worst_queries(embeddings: np.ndarray, table: Any, n: int, *, matches: int = 
 def draw_worst(worst: list[dict[str, Any]], table: Any, png: str | Path, tile: int = 64) -> np.ndarray:
     """Write `worst_queries`' grid as a PNG: each query (its AP@R and class) then its matches; return the pixels.
 
-    Example:
+    Example (not run as a doctest: it needs a run's test embeddings and table):
         >>> draw_worst(worst_queries(embeddings, table, 8), table, "worst.png").shape  # doctest: +SKIP
         (800, 532, 3)
     """

@@ -43,7 +43,7 @@ def export_run(run_dir: str | Path, gallery: str = "test", out: str | Path | Non
 
     `verbose` (0, 1, 2, "auto": a bar on a terminal, one line otherwise) shows the gallery embedding's progress.
 
-    Example:
+    Example (not run as a doctest: it needs a trained run):
         >>> export_run("runs/emoji", gallery="test")  # doctest: +SKIP
         {'saved_model': PosixPath('runs/emoji/saved_model'), 'retrieval_model': PosixPath('runs/emoji/retrieval_model')}
     """

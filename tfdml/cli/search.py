@@ -51,7 +51,7 @@ def search(model: str | Path, queries: Sequence[str], *, gallery: str | Path | N
            log: Callable[[str], None] = print) -> list[list[dict[str, Any]]]:
     """Search as `tfdml-search` does; return each query's matches (`rank`, `score`, `id`, `path`, `label`, `frame`).
 
-    Example:
+    Example (not run as a doctest: it needs an exported run):
         >>> search("runs/emoji/retrieval_model", ["my_drawing.png"], k=3)[0][0]["path"]  # doctest: +SKIP
         'google/smile'
     """
@@ -141,7 +141,7 @@ def write_grid(png: str | Path, queries: Sequence[str], results: list[list[dict[
     them (short side resized, centre crop). Matches come from `gallery_pixels[id]` when given (a
     gallery held in memory), else from their files; an unreadable file is a plain grey tile.
 
-    Example:
+    Example (not run as a doctest: it needs an exported run):
         >>> found = search("runs/emoji/retrieval_model", ["q.png"], k=3)  # doctest: +SKIP
         >>> write_grid("grid.png", ["q.png"], found).shape  # doctest: +SKIP
         (100, 304, 3)

@@ -1,6 +1,6 @@
 """Typed, validated run configuration loaded from YAML.
 
-Example:
+Example (not run as a doctest: it reads yaml_configs/ from the repository root):
     >>> from tfdml.config import load_config
     >>> cfg = load_config("yaml_configs/emoji.yaml", ["train.epochs=5"])  # doctest: +SKIP
     >>> cfg.train.epochs  # doctest: +SKIP

@@ -4,7 +4,7 @@ The schema is a tree of dataclasses (see `tfdml.config.schema`). Every value is 
 field's type and optional `metadata` bounds (`min`, `max`, `choices`); every error names the key, the
 file (or the command line) that set it, and what would be right.
 
-Example:
+Example (not run as a doctest: it reads yaml_configs/ from the repository root):
     >>> from tfdml.config import load_config
     >>> cfg = load_config("yaml_configs/emoji.yaml", ["optimizer.learning_rate=3e-4"])  # doctest: +SKIP
     >>> cfg.optimizer.learning_rate  # doctest: +SKIP

@@ -2,7 +2,7 @@
 
 The pipeline names load TensorFlow on first use, so tables, splits and readers stay light.
 
-Example:
+Example (not run as a doctest: it downloads the emoji dataset):
     >>> from tfdml.data import read_dataset, split_classes, MPerClassSampler  # doctest: +SKIP
     >>> table = split_classes(read_dataset("emoji"), test_fraction=0.5, seed=0)  # doctest: +SKIP
     >>> sampler = MPerClassSampler(table.subset("train").label, m=4, batch_size=64)  # doctest: +SKIP

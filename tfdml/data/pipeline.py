@@ -9,7 +9,7 @@ resized crop, optional flip, brightness/contrast/saturation jitter and random gr
 ``(seed, step)`` so runs repeat. With ``bbox_crop=True`` both pipelines first crop each image to its
 ``table.bbox`` (rows without a box keep the whole image), as CUB and Cars196 papers do.
 
-Example:
+Example (not run as a doctest: it downloads the emoji dataset):
     >>> from tfdml.data import MPerClassSampler, read_emoji, split_classes  # doctest: +SKIP
     >>> train = split_classes(read_emoji()).subset("train")  # doctest: +SKIP
     >>> sampler = MPerClassSampler(train.label, m=4, batch_size=64)  # doctest: +SKIP
@@ -396,7 +396,7 @@ def reraise_data_errors(table: DatasetTable | None = None) -> Iterator[None]:
     With the `table` being read, a file that fails to decode is found (decoding every file, in
     parallel and cached) and named in the error.
 
-    Example:
+    Example (not run as a doctest: it needs a table and a model):
         >>> with reraise_data_errors(table):  # doctest: +SKIP
         ...     model.fit(train_dataset(table, ...), ...)
     """

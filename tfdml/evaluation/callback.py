@@ -1,6 +1,6 @@
 """Training glue for retrieval evaluation: embed a dataset, and validate during `fit`.
 
-Example:
+Example (not run as a doctest: it needs a model and datasets):
     >>> cb = RetrievalValidation(val_ds, monitor="map@r")            # doctest: +SKIP
     >>> model.fit(train_ds, epochs=10, callbacks=[cb])                # doctest: +SKIP
     >>> cb.best_value, cb.best_epoch                                  # doctest: +SKIP
@@ -36,7 +36,7 @@ def embed_dataset(model: keras.Model, dataset: tf.data.Dataset, verbose: Verbose
 
     `verbose` (0, 1, 2 or "auto", as in `tfdml.evaluation.progress`) shows a Progbar over the batches.
 
-    Example:
+    Example (not run as a doctest: it needs a model and datasets):
         >>> embeddings, labels = embed_dataset(model, test_ds, verbose="auto")  # doctest: +SKIP
         40/40 ━━━━━━━━━━━━━━━━━━━━ 3s 70ms/batch
     """
@@ -85,6 +85,23 @@ class RetrievalValidation(keras.callbacks.Callback):
     def validated(self, epoch: int) -> bool:
         """Whether the metrics of `epoch` (0-based) have been computed."""
         return bool(self.history) and self.history[-1]["epoch"] == epoch + 1
+
+    @property
+    def latest_value(self) -> float:
+        """The monitored metric of the latest validation (what callbacks that follow the metric act on)."""
+        if not self.history:
+            raise ValueError("no validation has run yet")
+        return float(self.history[-1][self.monitor])
+
+    def improved_at(self, epoch: int) -> bool:
+        """Whether the validation of `epoch` (0-based) set the best value (and so the best weights)."""
+        return self.best_epoch == epoch + 1
+
+    def annotate(self, entries: dict) -> None:
+        """Add `entries` to the latest validation's record (kept in checkpoints' state and metrics.json)."""
+        if not self.history:
+            raise ValueError("no validation has run yet")
+        self.history[-1].update(entries)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Validate (once per epoch: callbacks that act on the metric may call this first themselves)."""

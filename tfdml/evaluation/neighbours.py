@@ -172,7 +172,7 @@ def is_positive_int(x: object) -> bool:
 def import_faiss() -> ModuleType:
     """The faiss module, imported on first use; ImportError naming the extra if missing.
 
-    Example:
+    Example (not run as a doctest: faiss is optional and may not be installed):
         >>> import_faiss().IndexFlatIP  # doctest: +SKIP
     """
     try:

@@ -2,7 +2,8 @@
 
     u(Q, X) = (1/|Q|) sum_{q in Q} min_{x in X} ||q - x||^2
 
-with `Q` the test embeddings and `X` the training embeddings (optionally with mixed ones added).
+with `Q` the test embeddings and `X` the training embeddings (optionally with mixed ones added, drawn
+and mixed by `tfdml.mixing.Metrix`, the code the training step mixes with, so the two cannot drift).
 Lower means training examples reach further into the regions of the unseen classes.
 
 Example:
@@ -36,13 +37,18 @@ def utilization(queries: np.ndarray, references: np.ndarray, block_size: int = 2
 
 
 def mix_embeddings(embeddings: np.ndarray, labels: np.ndarray, count: int, alpha: float = 2.0,
-                   seed: int = 0) -> np.ndarray:
-    """`count` embedding-level mixtures of random pairs of different classes, renormalised (for `utilization`)."""
-    rng = np.random.default_rng(seed)
-    first = rng.integers(0, len(labels), count)
-    second = rng.integers(0, len(labels), count)
-    differ = labels[first] != labels[second]
-    first, second = first[differ], second[differ]
-    lam = rng.beta(alpha, alpha, (len(first), 1)).astype(np.float32)
-    mixed = lam * embeddings[first] + (1.0 - lam) * embeddings[second]
-    return mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
+                   seed: int = 0, chunk: int = 256) -> np.ndarray:
+    """Up to `count` embedding-level mixtures for `utilization`, drawn and mixed by the training step's own
+    code (`tfdml.mixing.Metrix.draw` and `.mix`): pairs of different classes, one `lambda ~ Beta(alpha,
+    alpha)` per pair, renormalised. Drawn `chunk` at a time (a draw scores `chunk x len(labels)` pairs)."""
+    from tfdml.mixing import Metrix  # here, not at the top: tfdml.evaluation's metrics load without TensorFlow
+
+    embeddings, labels = np.asarray(embeddings, np.float32), np.asarray(labels, np.int32)
+    metrix = Metrix(level="embedding", alpha=alpha, lambda_per="pair", max_mixtures=max(1, min(chunk, count)),
+                    seed=seed)
+    mixed = []
+    for _ in range(0, count, metrix.max_mixtures):
+        first, second, lam, valid = metrix.draw(labels)
+        mixtures = np.asarray(metrix.mix(None, None, None, embeddings, first, second, lam))
+        mixed.append(mixtures[np.asarray(valid) > 0])  # a single-class set has no pair to mix
+    return np.concatenate(mixed)[:count] if mixed else np.zeros((0, embeddings.shape[1]), np.float32)

@@ -1,6 +1,6 @@
 """Export to SavedModel for retrieval serving: an embedding model, or one that searches a gallery.
 
-Example:
+Example (not run as a doctest: it needs a trained model and writes into runs/):
     >>> from tfdml.export import export_retrieval_model, export_saved_model, load_exported  # doctest: +SKIP
     >>> export_saved_model(model, "runs/emoji/saved_model", image_size=32)  # doctest: +SKIP
     >>> export_retrieval_model(model, test_table, "runs/emoji/retrieval_model", image_size=32)  # doctest: +SKIP

@@ -1,6 +1,7 @@
 """Export a retrieval SavedModel: an embedding model together with a gallery's embeddings.
 
-The SavedModel searches its gallery by cosine similarity and needs neither tfdml nor Keras:
+The SavedModel searches its gallery by cosine similarity and needs neither tfdml nor Keras
+(not run as a doctest: it needs an exported run):
 
     >>> import tensorflow as tf                                                # doctest: +SKIP
     >>> retrieval = tf.saved_model.load("runs/emoji/retrieval_model")           # doctest: +SKIP
@@ -62,7 +63,7 @@ def export_retrieval_model(
     rows are L2-normalised and stored as a non-trainable variable. `labelled=False` records no
     labels (a flat folder of images). `source` is recorded in the manifest as it is.
 
-    Example:
+    Example (not run as a doctest: it needs a trained model and a folder of images):
         >>> table = read_folder("/data/my_products")  # doctest: +SKIP
         >>> export_retrieval_model(model, table, "products_search", image_size=224, resize=256)  # doctest: +SKIP
         PosixPath('products_search')
@@ -132,7 +133,7 @@ def embed_table(embedder: Embedder, table: DatasetTable, *, image_size: int, res
     image batch, e.g. a loaded SavedModel's `serve`. Files that are missing, not images, or do
     not decode raise a DataError that names them. `verbose` (0, 1, 2, "auto") shows a Progbar.
 
-    Example:
+    Example (not run as a doctest: it needs an exported run and a table):
         >>> embeddings = embed_table(tf.saved_model.load("runs/emoji/saved_model").serve, table,
         ...                          image_size=32)  # doctest: +SKIP
     """
@@ -165,7 +166,7 @@ def read_image_folder(root: str | Path) -> tuple[DatasetTable, bool]:
     by folder name; a flat folder `root/<image>` is unlabelled (every row has label 0 and the
     class name ""). Hidden files and folders are skipped.
 
-    Example:
+    Example (not run as a doctest: it needs a trained model and a folder of images):
         >>> table, labelled = read_image_folder("/data/my_products")  # doctest: +SKIP
     """
     root = Path(root).expanduser()

@@ -1,6 +1,6 @@
 """Export an embedding model as a TensorFlow SavedModel for retrieval serving.
 
-The SavedModel needs neither tfdml nor Keras to load:
+The SavedModel needs neither tfdml nor Keras to load (not run as a doctest: it needs an exported run):
 
     >>> import tensorflow as tf                                            # doctest: +SKIP
     >>> embedder = tf.saved_model.load("runs/emoji/saved_model")            # doctest: +SKIP
@@ -48,7 +48,7 @@ def export_saved_model(model: keras.Model, path: str | Path, image_size: int, re
     evaluation (`data.eval_resize`; None: `image_size`); it is recorded in the manifest so that
     `tfdml-eval` and `tfdml-search` preprocess as the run's evaluation did.
 
-    Example:
+    Example (not run as a doctest: it needs a trained model):
         >>> export_saved_model(model, "runs/emoji/saved_model", image_size=32)  # doctest: +SKIP
         PosixPath('runs/emoji/saved_model')
     """
@@ -66,7 +66,7 @@ def unit_embeddings(model: keras.Model, image_size: int) -> Callable[[Any], Any]
     """Images -> L2-normalised embeddings: the model's own outputs when its head L2-normalises, else
     normalised here (a CCP head ends in the unit-ball projection, whose norms can be below 1).
 
-    Example:
+    Example (not run as a doctest: it needs a trained model and images):
         >>> embed = unit_embeddings(model, 32)  # doctest: +SKIP
         >>> tf.norm(embed(images), axis=1)  # all 1  # doctest: +SKIP
     """
@@ -203,7 +203,7 @@ class ExportedModel:
 def load_exported(path: str | Path) -> ExportedModel:
     """Load a SavedModel that tfdml exported, and say what it is; ArtifactError for anything else.
 
-    Example:
+    Example (not run as a doctest: it needs an exported run):
         >>> exported = load_exported("runs/emoji/retrieval_model")  # doctest: +SKIP
         >>> exported.kind, exported.image_size  # doctest: +SKIP
         ('retrieval', 32)

@@ -12,6 +12,7 @@ from tfdml.losses.capabilities import Capabilities, Unsupported, losses_supporti
 from tfdml.losses.core import References
 from tfdml.losses.mining import MINERS, BatchHardMiner, Miner, MultiSimilarityMiner, get_miner, register_miner
 from tfdml.losses.pair import ContrastiveLoss, MultiSimilarityLoss, TripletLoss
+from tfdml.losses.proxies import HasProxyBank, ProxyBank
 from tfdml.losses.proxy import (ArcFaceLoss, NormalizedSoftmaxLoss, ProxyAnchorLoss, ProxyLoss, ProxyNCAPlusPlusLoss,
                                 ProxySoftmaxLoss, SoftmaxLoss, SoftTripleLoss)
 from tfdml.losses.circle import CircleLoss  # after the others: registration order lists it last
@@ -23,4 +24,4 @@ __all__ = ["core", "LOSSES", "MetricLoss", "PairLoss", "LossWrapper", "Reference
            "MINERS", "Miner", "MultiSimilarityMiner", "BatchHardMiner", "get_miner", "register_miner",
            "ContrastiveLoss", "MultiSimilarityLoss", "TripletLoss", "CircleLoss", "ProxyLoss", "ProxyAnchorLoss",
            "SoftmaxLoss", "ProxySoftmaxLoss", "NormalizedSoftmaxLoss", "ProxyNCAPlusPlusLoss", "ArcFaceLoss",
-           "SoftTripleLoss", "CrossBatchMemory"]
+           "SoftTripleLoss", "CrossBatchMemory", "ProxyBank", "HasProxyBank"]

@@ -6,7 +6,8 @@
   cosine with an additive angular margin);
 - `soft_triple`: K centres per class pooled into one class similarity, then a margin softmax.
 
-All take `num_classes` and `proxies_per_class`; proxy `i` belongs to class `i % num_classes`.
+All take `num_classes`, `proxies_per_class` and `proxy_initializer`; their proxies are a `ProxyBank`
+(`tfdml.losses.proxies`), which says which class each proxy belongs to.
 """
 
 from __future__ import annotations
@@ -14,47 +15,39 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 from keras import ops
 
 from tfdml.losses.base import MetricLoss, PairLoss
 from tfdml.losses.capabilities import Capabilities
+from tfdml.losses.proxies import DEFAULT_INITIALIZER, HasProxyBank
 from tfdml.losses.core import (Distance, References, get_distance, l2_normalize, pair_weights, weighted_log1p_sum_exp,
                                weighted_logsumexp)
 from tfdml.losses.reducers import Terms
 from tfdml.losses.registry import register_loss
 
 
-class ProxyLoss:
-    """Mixin: `proxies_per_class` trainable proxies per class, a weight of the loss layer.
+class ProxyLoss(HasProxyBank):
+    """Mixin: `proxies_per_class` trainable proxies per class, in a `ProxyBank` of the loss layer.
 
     Proxies are a weight of this layer, so they belong to the model's `loss` parameter group, are
-    saved in checkpoints and can learn faster (`lr_multipliers={"loss": 100.0}`). Labels must be
-    dense, `0..num_classes-1` (the training pipeline yields them so); others are an error. Mix it in
-    before the loss base class: `class MyLoss(ProxyLoss, PairLoss)` or `(ProxyLoss, MetricLoss)`.
+    saved in checkpoints and can learn faster (`lr_multipliers={"loss": 100.0}`). `proxy_initializer`
+    is any Keras initializer (default He uniform). Labels must be dense, `0..num_classes-1` (the
+    training pipeline yields them so); others are an error. Mix it in before the loss base class:
+    `class MyLoss(ProxyLoss, PairLoss)` or `(ProxyLoss, MetricLoss)`.
     """
 
-    def __init__(self, num_classes: int, proxies_per_class: int = 1, **kwargs: Any) -> None:
+    def __init__(self, num_classes: int, proxies_per_class: int = 1, proxy_initializer: Any = DEFAULT_INITIALIZER,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if num_classes is None or num_classes < 1 or proxies_per_class < 1:
-            raise ValueError(f"num_classes ({num_classes}) and proxies_per_class ({proxies_per_class}) must be >= 1")
-        self.num_classes, self.proxies_per_class = int(num_classes), int(proxies_per_class)
+        self.own_bank(num_classes, proxies_per_class, proxy_initializer)
         self.built = False
 
     def build(self, input_shape: tuple) -> None:
-        self.proxies = self.add_weight(
-            shape=(self.num_classes * self.proxies_per_class, input_shape[-1]),
-            initializer=keras.initializers.HeUniform(), name="proxies", trainable=True,
-        )
+        self.bank.build(input_shape)
         self.built = True
 
-    def proxy_references(self) -> References:
-        """Proxies with their labels: proxy `i` belongs to class `i % num_classes`."""
-        labels = ops.tile(ops.arange(self.num_classes, dtype="int32"), [self.proxies_per_class])
-        return References.from_proxies(self.proxies, labels)
-
     def get_config(self) -> dict:
-        return {**super().get_config(), "num_classes": self.num_classes, "proxies_per_class": self.proxies_per_class}
+        return {**super().get_config(), **self.bank_config()}
 
 
 @register_loss("proxy_anchor")
@@ -250,20 +243,19 @@ class SoftTripleLoss(SoftmaxLoss):
         self.scale, self.gamma, self.tau, self.margin = float(scale), float(gamma), float(tau), float(margin)
 
     def _compute(self, embeddings: Any, labels: Any, references: References | None) -> Any:
-        k, c = self.proxies_per_class, self.num_classes
+        c = self.num_classes
         centres = l2_normalize(self.proxies)
-        sims = ops.reshape(self.distance(embeddings, centres), (-1, k, c))  # proxy k*C + c -> [k, c]
-        class_sims = ops.sum(ops.softmax(sims / self.gamma, axis=1) * sims, axis=1)
+        sims = self.bank.class_columns(self.distance(embeddings, centres))  # [B, C, K]
+        class_sims = ops.sum(ops.softmax(sims / self.gamma, axis=2) * sims, axis=2)
         logits = self.scale * (class_sims - self.margin * ops.one_hot(labels, c))
         nll = ops.logsumexp(logits, axis=1) - ops.sum(logits * ops.one_hot(labels, c), axis=1)
-        return ops.mean(nll) + self.tau * self.centre_spread(ops.reshape(centres, (k, c, -1)))
+        return ops.mean(nll) + self.tau * self.centre_spread(self.bank.per_class(centres))
 
-    def centre_spread(self, centres: Any) -> Any:
-        """`sum_c sum_{t<s} ||w_c^t - w_c^s|| / (C K (K-1))` for unit centres `[K, C, D]`."""
+    def centre_spread(self, per_class: Any) -> Any:
+        """`sum_c sum_{t<s} ||w_c^t - w_c^s|| / (C K (K-1))` for unit centres `[C, K, D]`."""
         k = self.proxies_per_class
         if k == 1:
             return 0.0
-        per_class = ops.transpose(centres, (1, 0, 2))  # [C, K, D]
         cos = ops.matmul(per_class, ops.transpose(per_class, (0, 2, 1)))
         dist = ops.sqrt(ops.maximum(2.0 - 2.0 * cos, 1e-12))
         upper = ops.triu(ops.ones((k, k)), 1)

@@ -12,7 +12,7 @@ Keras-2-style ``.h5`` file, loaded by layer name (layers the model lacks, such a
 ``last_linear``, are skipped). :func:`convert_pretrainedmodels` writes the latter from the PyTorch
 checkpoint.
 
-Example:
+Example (not run as a doctest: it builds an 11M-parameter network, slow on CPU):
     >>> bn_inception((227, 227, 3)).output_shape  # doctest: +SKIP
     (None, 7, 7, 1024)
 """
@@ -103,7 +103,7 @@ def _inception(x: Any, block: str) -> Any:
 def bn_inception(input_shape: tuple[int, int, int] = (227, 227, 3), weights: str | None = None) -> keras.Model:
     """BN-Inception without its classifier: RGB 0-255 ``[B, H, W, 3]`` -> ``[B, H/32, W/32, 1024]``.
 
-    Example:
+    Example (not run as a doctest: it builds an 11M-parameter network, slow on CPU):
         >>> bn_inception((224, 224, 3)).count_params()  # doctest: +SKIP
         10290272
     """

@@ -24,7 +24,7 @@ from tfdml.losses.base import MetricLoss
 from tfdml.losses.capabilities import supports
 from tfdml.models.habits import as_rgb, first_labels, refuse_compile_arguments, warn_without_positive_pairs
 from tfdml.models.head import EmbeddingHead
-from tfdml.models.optim import scaled_clone
+from tfdml.models.optim import at_scale, scaled_clone, skip_together
 from tfdml.models.registry import all_layers
 
 PARAMETER_GROUPS = ("backbone", "head", "loss")
@@ -144,7 +144,7 @@ class DMLModel(keras.Model):
         Every image searches all others by cosine similarity (`tfdml.evaluation.evaluate_retrieval`);
         a batch loss would say little about retrieval. `fit(validation_data=...)` keeps Keras's loss.
 
-        Example:
+        Example (not run as a doctest: it needs a model and a validation table):
             >>> model.evaluate(eval_dataset(val, image_size=32, batch_size=256))  # doctest: +SKIP
             {'recall@1': 0.61, ..., 'map@r': 0.45}
         """
@@ -183,12 +183,15 @@ class DMLModel(keras.Model):
         return partition
 
     def apply_gradients(self, gradients: list, variables: list) -> None:
-        """Send each gradient to the optimizer of its variable's parameter group."""
+        """Send each gradient (of the loss scaled by `self.optimizer.scale_loss`) to the optimizer of its
+        variable's parameter group, at that optimizer's loss scale (`tfdml.models.optim.at_scale`)."""
         by_variable = {id(v): g for g, v in zip(gradients, variables) if g is not None}
-        for optimizer, group_vars in self._optimizer_partition().items():
+        partition, loss_scale = self._optimizer_partition(), self.optimizer.scale_loss(1.0)
+        by_variable = skip_together(by_variable, list(partition))
+        for optimizer, group_vars in partition.items():
             pairs = [(by_variable[id(v)], v) for v in group_vars if id(v) in by_variable]
             if pairs:
-                optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+                optimizer.apply(at_scale([g for g, _ in pairs], optimizer, loss_scale), [v for _, v in pairs])
 
     # ------------------------------------------------------------------ steps
 
@@ -232,8 +235,8 @@ class DMLModel(keras.Model):
                 terms["proximal"] = self.proximal.penalty(self.network_variables())
                 total = total + terms["proximal"]
             total = total * replica_scale()  # replicas' gradients are summed
-        variables = self.trainable_variables
-        self.apply_gradients(tape.gradient(total, variables), variables)
+            scaled = self.optimizer.scale_loss(total)  # mixed precision: float16 gradients must not underflow
+        self.apply_gradients(tape.gradient(scaled, self.trainable_variables), self.trainable_variables)
         self.loss_tracker.update_state(terms.pop("loss"))
         for name, value in terms.items():
             self.term_trackers[name].update_state(value)

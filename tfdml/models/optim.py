@@ -1,4 +1,4 @@
-"""Parameter groups with learning-rate multipliers.
+"""Parameter groups with learning-rate multipliers (and mixed precision's loss scale across them).
 
 Adam-like optimizers are invariant to gradient scale, so a multiplier cannot be applied to the
 gradients; each group whose multiplier differs from 1 gets its own clone of the optimizer with a
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="tfdml")
@@ -46,7 +47,15 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def scaled_clone(optimizer: keras.optimizers.Optimizer, multiplier: float) -> keras.optimizers.Optimizer:
-    """A fresh optimizer of the same class and settings whose learning rate is `multiplier` times larger."""
+    """A fresh optimizer of the same class and settings whose learning rate is `multiplier` times larger.
+
+    A `LossScaleOptimizer` (what `compile` makes of the optimizer under a `mixed_float16` policy) gives
+    one around a scaled clone of its inner optimizer, with its own dynamic loss scale.
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return keras.optimizers.LossScaleOptimizer(
+            scaled_clone(optimizer.inner_optimizer, multiplier), initial_scale=optimizer.initial_scale,
+            dynamic_growth_steps=optimizer.dynamic_growth_steps, name=f"{optimizer.name}_x{multiplier:g}")
     config = optimizer.get_config()
     rate = config["learning_rate"]  # a float, or a schedule serialised as a dict (schedules are stateless)
     if isinstance(rate, dict):
@@ -56,3 +65,27 @@ def scaled_clone(optimizer: keras.optimizers.Optimizer, multiplier: float) -> ke
         config["learning_rate"] = float(config["learning_rate"]) * multiplier
     config["name"] = f"{config.get('name', 'optimizer')}_x{multiplier:g}"
     return optimizer.__class__.from_config(config)
+
+
+def at_scale(gradients: list, optimizer: keras.optimizers.Optimizer, loss_scale: Any) -> list:
+    """Gradients of a loss scaled by `loss_scale` re-expressed at `optimizer`'s own scale
+    (`optimizer.scale_loss(1.0)`), which it divides by in `apply`.
+
+    Under mixed precision each group optimizer is a `LossScaleOptimizer` with its own dynamic scale;
+    the ratio of two powers of two is exact. Without loss scaling (1 / 1) the gradients are returned
+    as they are.
+    """
+    ratio = optimizer.scale_loss(1.0) / loss_scale
+    if isinstance(ratio, float) and ratio == 1.0:
+        return gradients
+    return [g * ops.cast(ratio, g.dtype) for g in gradients]
+
+
+def skip_together(gradients: dict, optimizers: list) -> dict:
+    """With several `LossScaleOptimizer`s, a non-finite gradient anywhere becomes NaN in every group,
+    so all of them skip the step and halve their scale, as one optimizer would (their scales stay equal)."""
+    if sum(isinstance(o, keras.optimizers.LossScaleOptimizer) for o in optimizers) < 2 or not gradients:
+        return gradients
+    finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in gradients.values()]))
+    poison = ops.where(finite, 0.0, float("nan"))
+    return {key: g + ops.cast(poison, g.dtype) for key, g in gradients.items()}

@@ -1,6 +1,6 @@
 """Retrieval from Python: `Retriever` (search, calibrate, match) and `SearchResults`.
 
-Example:
+Example (not run as a doctest: it needs a trained model, a gallery and image files):
     >>> import tfdml
     >>> retriever = tfdml.Retriever(model, gallery_table, image_size=32)  # doctest: +SKIP
     >>> print(retriever.search("query.png", k=3))  # doctest: +SKIP

@@ -53,7 +53,7 @@ def table_grid(table, rows: Sequence[Sequence[int]], frames: Sequence[Sequence[s
                captions: Sequence[Sequence[str]], tile: int = 64) -> np.ndarray:
     """`draw_grid` of a table's images: grid line i shows the table rows `rows[i]` (shorter lines leave blanks).
 
-    Example:
+    Example (not run as a doctest: it needs a gallery's images):
         >>> grid = table_grid(table, [[4, 7, 2]], [["query", "match", "mismatch"]],
         ...                   [["AP 0.25", "1: 0.91", "2: 0.88"]])  # doctest: +SKIP
     """

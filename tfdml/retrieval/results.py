@@ -1,6 +1,6 @@
 """`SearchResults`: each query's k best gallery matches, to print, tabulate, draw and save.
 
-Example:
+Example (not run as a doctest: it needs a retriever over a trained model):
     >>> results = retriever.search(["query.png"], k=3)  # doctest: +SKIP
     >>> print(results)  # doctest: +SKIP
     query 0: query.png (label: unknown)

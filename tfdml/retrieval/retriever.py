@@ -6,7 +6,7 @@ Images are preprocessed as evaluation does (resized, centre crop; alpha composit
 searched by cosine similarity: exactly (`tfdml.evaluation.nearest_neighbours`), or with an approximate faiss
 index whose candidates are re-ranked exactly (`index="hnsw"`, "ivf", "ivfpq"; `tfdml.retrieval.index`).
 
-Example:
+Example (not run as a doctest: it needs a trained model, a gallery and image files):
     >>> retriever = Retriever(model, test, image_size=32)                     # doctest: +SKIP
     >>> results = retriever.search(["my_drawing.png"], k=5)                  # doctest: +SKIP
     >>> print(results); results.draw("matches.png")                          # doctest: +SKIP

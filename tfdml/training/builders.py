@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfdml.ccp import CCPLoss, ProximalTerm
+from tfdml.ccp import CCP
 from tfdml.config import Config
 from tfdml.data import (DatasetTable, MPerClassSampler, eval_dataset, read_dataset, split_classes, train_dataset,
                         validate_images)
@@ -96,10 +96,12 @@ def _values_of(section: str) -> Iterator[None]:
         raise ConfigError(f"{section}: {err}") from err
 
 
-def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
+def build_model(config: Config, num_classes: int | None = None, ccp: CCP | None = None) -> DMLModel:
     """The model of `config`; `num_classes` (training classes) sizes proxy losses unless `loss.args` sets it.
 
-    Build it inside `strategy.scope()` to distribute it; BatchNorm then uses global-batch statistics.
+    Under `ccp.enabled` the model holds `ccp`'s loss and proximal term (`build_ccp(config, num_classes)`
+    unless given: pass the one whose round callback the run uses). Build it inside `strategy.scope()`
+    to distribute it; BatchNorm then uses global-batch statistics.
     """
     cfg = config.model
     size = config.data.image_size
@@ -112,16 +114,18 @@ def build_model(config: Config, num_classes: int | None = None) -> DMLModel:
     # CCP normalises by the unit-ball projection alone (its supplement); an L2 head would make it a no-op.
     normalize = "unit_ball" if config.ccp.enabled else "l2"
     head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, normalize=normalize, name="head")
-    proximal = ProximalTerm(name="proximal") if config.ccp.enabled else None
-    model = DMLModel(backbone, head, build_loss(config, num_classes), mixing=build_mixing(config), proximal=proximal,
-                     name="dml_model")
+    if config.ccp.enabled and ccp is None:
+        ccp = build_ccp(config, num_classes)
+    loss = ccp.loss if ccp is not None else build_loss(config, num_classes)
+    model = DMLModel(backbone, head, loss, mixing=build_mixing(config),
+                     proximal=ccp.proximal if ccp is not None else None, name="dml_model")
     model.build((None, size, size, 3))
     return model
 
 
 def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
-    """`loss.name` with `loss.args`, wrapped in a cross-batch memory when `loss.xbm.memory_size > 0` and in
-    CCP's multi-proxy objective when `ccp.enabled`."""
+    """`loss.name` with `loss.args`, wrapped in a cross-batch memory when `loss.xbm.memory_size > 0`
+    (CCP's objective around it comes from `build_ccp`)."""
     loss_args = dict(config.loss.args)
     if supports(config.loss.name, "has_proxies"):  # proxy losses are sized by the training classes
         loss_args.setdefault("num_classes", num_classes)
@@ -130,11 +134,14 @@ def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
     xbm = config.loss.xbm
     if xbm.memory_size:
         loss = CrossBatchMemory(loss, memory_size=xbm.memory_size, start_step=xbm.start_step, weight=xbm.weight)
-    ccp = config.ccp
-    if ccp.enabled:
-        loss = CCPLoss(loss, num_classes=num_classes, proxies_per_class=ccp.proxies_per_class, w_pair=ccp.w_pair,
-                       w_proxy=ccp.w_proxy)
     return loss
+
+
+def build_ccp(config: Config, num_classes: int | None) -> CCP | None:
+    """CCP of `config.ccp` around `build_loss(config)`, or None unless `ccp.enabled`."""
+    if not config.ccp.enabled:
+        return None
+    return CCP.from_config(config.ccp, build_loss(config, num_classes), num_classes)
 
 
 def build_mixing(config: Config) -> Metrix | None:

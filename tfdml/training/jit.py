@@ -23,7 +23,7 @@ def choose_jit_compile(model: keras.Model, dataset: tf.data.Dataset, steps: int 
     `dataset`, after one step each that traces and compiles; XLA stops early when its first step is
     over twice as slow), keep that traced step for `fit`, and return the figures.
 
-    Example:
+    Example (not run as a doctest: it needs a model and a training dataset, and times training steps):
         >>> report = choose_jit_compile(model, train_ds)  # doctest: +SKIP
         >>> report["chosen"], report["ms_per_step"]  # doctest: +SKIP
         (False, {'xla': 2104.2, 'no_xla': 190.5})

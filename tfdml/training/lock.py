@@ -1,6 +1,6 @@
 """An OS file lock on a run directory, so that two `tfdml-train` of the same run cannot both write it.
 
-Example:
+Example (not run as a doctest: it writes a lock into runs/):
     >>> with RunLock("runs/emoji"):  # doctest: +SKIP
     ...     train()
 """

@@ -5,7 +5,7 @@ under "Projector" (PCA, t-SNE, UMAP), each point drawn as its image and coloured
 `MAX_POINTS` test images are shown, drawn at random with the run's seed: the projector is slow
 beyond a few thousand points and a sprite is limited to 8192 x 8192 pixels.
 
-Example:
+Example (not run as a doctest: it needs a run's test embeddings):
     >>> write_projector("runs/emoji/logs/projector", embeddings, data.test)  # doctest: +SKIP
     PosixPath('runs/emoji/logs/projector')
 """

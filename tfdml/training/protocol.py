@@ -5,7 +5,7 @@ its weights on fold k. Each fold model is tested on the test classes; the protoc
 fold models' metrics averaged ("128D" for 128-d embeddings) and the metrics of the four models'
 embeddings concatenated and renormalised ("512D"), as P@1, R-Precision and MAP@R.
 
-Example:
+Example (not run as a doctest: it trains several runs on CUB-200, which must be on disk):
     >>> from tfdml.config import load_config
     >>> result = run_protocol(load_config("yaml_configs/cub_ccp.yaml", ["protocol=mlrc"]))  # doctest: +SKIP
     >>> result["concatenated"]["map@r"]  # doctest: +SKIP

@@ -4,7 +4,7 @@ The run directory `<output_dir>/<name>/` holds `config.yaml` (fully resolved), `
 `checkpoints/` (`last.keras`, `best.weights.h5`, `state.json`), `metrics.json` and `saved_model/`.
 Running the same command again resumes from `last.keras`.
 
-Example:
+Example (not run as a doctest: it trains a run):
     >>> from tfdml.config import load_config
     >>> from tfdml.training import run
     >>> metrics = run(load_config("yaml_configs/emoji.yaml", ["train.epochs=2"]))  # doctest: +SKIP
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from tfdml.ccp import CCPRounds, table_pool
+from tfdml.ccp import table_pool
 from tfdml.config import Config, config_from_dict, diff_configs, load_config, save_config
 from tfdml.config.schema import RESUMABLE_KEYS
 from tfdml.data import DatasetTable, reraise_data_errors
@@ -30,7 +30,7 @@ from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.evaluation.neighbours import as_unit_rows
 from tfdml.evaluation.progress import Verbose, resolve_verbose
 from tfdml.export import export_saved_model
-from tfdml.training.builders import build_data, build_model, build_optimizer
+from tfdml.training.builders import build_ccp, build_data, build_model, build_optimizer
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
@@ -73,7 +73,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
                           f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}")
     chief = is_chief(strategy)
     with strategy.scope():
-        model = build_model(config, num_classes=data.train.num_classes)
+        ccp = build_ccp(config, data.train.num_classes)  # None unless ccp.enabled
+        model = build_model(config, num_classes=data.train.num_classes, ccp=ccp)
         model.compile(optimizer=build_optimizer(config, steps), lr_multipliers=config.optimizer.lr_multipliers,
                       jit_compile=config.train.jit_compile is True)  # `auto` is measured before fit
         model.build_optimizers()
@@ -81,7 +82,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     val_dataset = None
     if len(data.val):
         val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
-    elif config.ccp.enabled:
+    elif ccp is not None:
         raise ConfigError("ccp.enabled needs validation classes (its rounds follow the validation metric), but the "
                           "split has none: set data.val_fraction > 0")
     else:
@@ -113,12 +114,10 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
             jit_report = _choose_jit(model, data.train_dataset(config, start_epoch * steps), data.train, strategy, log,
                                      steps * (config.train.epochs - start_epoch))
         rounds = []
-        if config.ccp.enabled:  # after validation, before checkpointing: it acts on this epoch's metric
-            pool = table_pool(data.train, config.ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed,
+        if ccp is not None:  # after validation, before checkpointing: it acts on this epoch's metric
+            pool = table_pool(data.train, ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed,
                               verbose=config.train.verbose)
-            rounds = [CCPRounds(validation, pool, lambda0=config.ccp.lambda0, decay=config.ccp.decay,
-                                patience=config.ccp.patience, stop_patience=config.ccp.stop_patience,
-                                warmup_epochs=config.ccp.warmup_epochs, log=log)]
+            rounds = [ccp.rounds(validation, pool, log=log)]
         callbacks = [
             validation,  # first: later callbacks log and checkpoint its val_* metrics
             *rounds,
@@ -206,7 +205,7 @@ def evaluate_table(embeddings: np.ndarray, labels: np.ndarray, table: DatasetTab
     queries; others retrieve among all their images. `backend` defaults to `config.eval.backend`;
     `verbose` (0, 1, 2, "auto") shows the blockwise search's progress.
 
-    Example:
+    Example (not run as a doctest: it needs a trained run):
         >>> embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config))  # doctest: +SKIP
         >>> evaluate_table(embeddings, labels, data.test, config)["map@r"]  # doctest: +SKIP
     """
@@ -222,7 +221,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
     The model comes from `checkpoints/last.keras` with `best.weights.h5` loaded over it when there is
     one (the best validation epoch, as the run's test used); without it, the last epoch's weights.
 
-    Example:
+    Example (not run as a doctest: it needs a trained run):
         >>> config, model = load_run("runs/emoji")  # doctest: +SKIP
         >>> model(images).shape  # doctest: +SKIP
         TensorShape([8, 128])

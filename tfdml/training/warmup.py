@@ -18,7 +18,7 @@ class HeadWarmup(keras.callbacks.Callback):
     when `keep_batchnorm_frozen`). The state follows the epoch number, so a run resumed inside the
     warm-up stays inside it. Changing what is trainable retraces the training step.
 
-    Example:
+    Example (not run as a doctest: it needs a model and a training dataset):
         >>> model.fit(train_ds, epochs=40, callbacks=[HeadWarmup(5)])  # doctest: +SKIP
     """
 

@@ -5,7 +5,7 @@ Layout A (used by DML papers): ``car_ims/`` and ``cars_annos.mat``. Layout B (th
 (in ``devkit/`` or the root) and ``devkit/cars_meta.mat``. The layout is detected; the
 classification train/test flag is ignored, since DML splits by class.
 
-Example:
+Example (not run as a doctest: it needs the dataset on disk):
     >>> table = read_cars("/data/cars196")  # doctest: +SKIP
     >>> len(table), table.class_names[0]  # doctest: +SKIP
     (16185, 'AM General Hummer SUV 2000')

@@ -3,7 +3,7 @@
 ``train_test_split.txt`` is the classification split and is not used. Boxes come from
 ``bounding_boxes.txt`` (``x y width height``) when it is there.
 
-Example:
+Example (not run as a doctest: it needs the dataset on disk):
     >>> table = read_cub("/data/CUB_200_2011")  # doctest: +SKIP
     >>> len(table), len(table.class_names), table.class_names[0]  # doctest: +SKIP
     (11788, 200, '001.Black_footed_Albatross')

@@ -8,7 +8,7 @@ Each class is one base emoji (skin-tone variants are ignored); its images are th
 Licences differ by vendor (Google Apache-2.0, Twitter CC-BY-4.0; Apple's and Facebook's are not
 freely licensed), hence the ``vendors`` argument.
 
-Example:
+Example (not run as a doctest: it downloads the emoji dataset):
     >>> table = read_emoji(vendors=("google", "twitter"))  # doctest: +SKIP
     >>> table.images.shape[1:], table.path[0]  # doctest: +SKIP
     ((32, 32, 4), 'google/hash')

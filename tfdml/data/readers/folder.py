@@ -5,7 +5,7 @@
 ``path,label[,split][,is_query,is_gallery][,x1,y1,x2,y2]``; paths are relative to the CSV's
 directory unless absolute. Without a split the classes are split by seed (``data.split_seed``).
 
-Example:
+Example (not run as a doctest: it needs a folder of images):
     >>> table = read_folder("/data/my_products")  # doctest: +SKIP
     >>> table = read_csv("/data/my_products/list.csv")  # doctest: +SKIP
     >>> table.class_names[:2], table.split[0]  # doctest: +SKIP

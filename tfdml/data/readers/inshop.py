@@ -5,7 +5,7 @@
 the gallery only. Train rows are both (for a val set carved from them). Boxes come from
 ``Anno/list_bbox_inshop.txt`` when it is there.
 
-Example:
+Example (not run as a doctest: it needs the dataset on disk):
     >>> table = read_inshop("/data/inshop")  # doctest: +SKIP
     >>> test = table.subset("test")  # doctest: +SKIP
     >>> int(test.is_query.sum()), int(test.is_gallery.sum())  # doctest: +SKIP

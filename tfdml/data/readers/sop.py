@@ -2,7 +2,7 @@
 
 Most of its 22,634 products have 2-12 images, so use a sampler ``m`` no larger than that.
 
-Example:
+Example (not run as a doctest: it needs the dataset on disk):
     >>> table = read_sop("/data/Stanford_Online_Products")  # doctest: +SKIP
     >>> table.subset("train").num_classes, table.class_names[0]  # doctest: +SKIP
     (11318, 'bicycle_final/1')
