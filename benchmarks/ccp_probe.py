@@ -1,0 +1,45 @@
+"""Why CCP trails its plain loss in the pretrained regime: probes on the validation classes.
+
+    .venv/bin/python benchmarks/ccp_probe.py [--loss c2] [--epochs 12] [--only ccp ...]
+
+CCP on `emoji_pretrained.yaml` at 64 px (seed 0), as `benchmarks/methods.py` runs it (K 8, pool 3,
+proxies at the backbone's learning rate), against single changes: the proxies at x100 (the
+pretrained config's rate for proxy losses), the pair term at full weight (w_pair 1), and the proxy
+term at a tenth (w_proxy 0.1). Prints validation MAP@R per epoch; no test figures. Runs are kept
+under runs/probe_ccp/ and read back.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from _runs import train
+from methods import CCP
+from pretrained import LOSSES, loss_overrides
+
+PROBES = {
+    "plain": [],
+    "ccp": CCP,
+    "ccp_proxies_x100": [*CCP, "optimizer.lr_multipliers.loss=100.0"],
+    "ccp_w_pair_1": [*CCP, "ccp.w_pair=1.0"],
+    "ccp_w_proxy_0.1": [*CCP, "ccp.w_proxy=0.1"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loss", default="c2", choices=sorted(LOSSES))
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--only", nargs="*", default=list(PROBES))
+    args = parser.parse_args()
+    print("| probe | validation MAP@R per epoch | best |\n|---|---|---|")
+    for name in args.only:
+        metrics = train("emoji_pretrained", f"{args.loss}_{name}_e{args.epochs}", "probe_ccp", [
+            *loss_overrides(LOSSES[args.loss][1]), "data.image_size=64", f"train.epochs={args.epochs}",
+            "train.time_budget_s=null", "train.jit_compile=false", "seed=0", *PROBES[name]])
+        curve = [v["map@r"] for v in metrics["validation"]]
+        print(f"| {name} | {', '.join(f'{x:.3f}' for x in curve)} | {max(curve):.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
