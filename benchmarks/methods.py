@@ -47,7 +47,8 @@ def step_cost(steps: int, batch: int = 128, classes: int = 860) -> None:
             plain = None
             for name, overrides in {"plain": [], **variants}.items():
                 cfg = load_config(ROOT / "yaml_configs" / "emoji_pretrained.yaml",
-                                  [*loss_overrides(LOSSES[loss][1]), *overrides, "model.backbone_weights=null"])
+                                  [*loss_overrides(LOSSES[loss][1]), *overrides, "model.backbone_weights=null",
+                                   "data.image_size=64"])
                 # With CCP: lambda > 0, as from round 2 on, so the proximal term is computed too.
                 ms = step_ms(cfg, classes, images, labels, steps,
                              prepare=(lambda m: m.proximal.lam.assign(2e-4)) if cfg.ccp.enabled else None)
