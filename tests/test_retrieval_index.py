@@ -92,6 +92,8 @@ def test_bad_index_arguments_say_what_is_valid(data):
     gallery = data[0]
     with pytest.raises(ValueError, match="unknown index 'annoy'; valid indexes are exact, ivf, ivfpq, hnsw"):
         build_index(gallery, "annoy")
+    with pytest.raises(ValueError, match="index 'ivf' takes no argument nprob; its arguments: candidates, nlist, nprobe"):
+        build_index(gallery, "ivf", nprob=4)
     with pytest.raises(ValueError, match="pq_bytes=5 must divide the embedding size 32"):
         ApproximateIndex(gallery, "ivfpq", pq_bytes=5)
     with pytest.raises(ValueError, match="candidate multiple must be at least 1"):

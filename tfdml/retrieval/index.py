@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Protocol
 
@@ -135,11 +136,14 @@ def rerank(queries: np.ndarray, gallery: np.ndarray, candidate_ids: np.ndarray, 
 
 def build_index(gallery: np.ndarray, kind: str = "exact", **kwargs: Any) -> GalleryIndex:
     """An index of kind `exact` (kwargs: `backend`) or an approximate one (kwargs: `ApproximateIndex`'s)."""
-    if kind == "exact":
-        return ExactIndex(gallery, **kwargs)
-    if kind in INDEX_KINDS:
-        return ApproximateIndex(gallery, kind, **kwargs)
-    raise ValueError(f"unknown index {kind!r}; valid indexes are {', '.join(INDEX_KINDS)}")
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index {kind!r}; valid indexes are {', '.join(INDEX_KINDS)}")
+    cls = ExactIndex if kind == "exact" else ApproximateIndex
+    valid = [name for name in inspect.signature(cls).parameters if name not in ("gallery", "kind")]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"index {kind!r} takes no argument {', '.join(unknown)}; its arguments: {', '.join(valid)}")
+    return ExactIndex(gallery, **kwargs) if kind == "exact" else ApproximateIndex(gallery, kind, **kwargs)
 
 
 def _largest_divisor(n: int, at_most: int) -> int:

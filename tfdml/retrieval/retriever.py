@@ -53,7 +53,7 @@ class Retriever:
                  embeddings: np.ndarray | None = None, backend: str = "auto", batch_size: int = 256,
                  index: str = "exact", index_args: dict[str, Any] | None = None) -> None:
         self.embedder, self.image_size, self.resize = embedder, int(image_size), resize
-        self.backend, self.batch_size = backend, batch_size
+        self.batch_size = batch_size
         self.gallery, self.labelled = as_table(gallery, gallery_labels)
         if embeddings is None:
             embeddings = self.embed(self.gallery)
