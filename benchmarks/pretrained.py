@@ -1,4 +1,4 @@
-"""Every loss in the papers' regime (`emoji_pretrained.yaml`: ImageNet MobileNetV1 fine-tuned at 64 px,
+"""Every loss in the papers' regime (`emoji_pretrained.yaml`: ImageNet MobileNetV1 fine-tuned at 128 px,
 frozen BatchNorm), and the pytorch-metric-learning peer of `../shared/peer/` on the same data, split
 and weights, side by side in one session.
 
@@ -9,12 +9,12 @@ Each tfdml run goes through `bin/tfdml-train` in its own process and tests the e
 the validation classes. Without `--budget` it trains `train.epochs` with no time limit, so machine
 load changes the time, not the result; with `--budget S` it stops after the epoch in which S seconds
 of training ran out (`train.time_budget_s`). A loss takes its `loss.*` settings from its
-`yaml_configs/emoji_<loss>.yaml`; proxy losses keep the pretrained config's proxy learning rate
-(x100, as the Proxy Anchor paper) but train the head at the backbone's rate (x1, as that paper does,
-not the pretrained config's x10), and warm the head and proxies up for one epoch first
-(`train.head_warmup_epochs=1`, the Metrix code's 5 of 100 epochs, scaled). Both were chosen on the
-validation classes (proxy anchor, 64 px, seed 0, 4 epochs; RESULTS.md "Why proxy anchor collapsed"):
-head x10 with proxies x100 collapses once the backbone unfreezes.
+`yaml_configs/emoji_<loss>.yaml`. Proxy losses train from `emoji_pretrained_proxy.yaml`: proxies at
+x100 (as the Proxy Anchor paper) with the head at the backbone's rate (x1, as that paper does, not
+multi-similarity's x10), after one epoch that trains the head and proxies alone (the Metrix code's 5
+of 100 epochs, scaled). Both were chosen on the validation classes (proxy anchor, 64 px, seed 0,
+4 epochs; RESULTS.md "Why proxy anchor collapsed"): head x10 with proxies x100 collapses once the
+backbone unfreezes.
 With `--peer` (the Python of a venv with PML 2.9, see `../shared/peer/README.md`) the peer trains the
 same loss (MS or proxy anchor) on the same split, weights and image size *at the same time* as the
 tfdml run of the same seed, for the same wall-clock budget (`--budget`, default 600 s), so both share
@@ -47,8 +47,7 @@ LOSSES = {  # key -> (table label, config whose loss settings it takes)
     "softtriple": ("SoftTriple", "emoji_soft_triple"),
 }
 PEER_LOSSES = {"ms": "ms", "pa": "pa"}  # what the peer script implements
-PROXY_LOSSES = {"pa", "nca", "softmax", "arcface", "softtriple"}
-PROXY_SETTINGS = ["train.head_warmup_epochs=1", "optimizer.lr_multipliers.head=1.0"]
+PROXY_LOSSES = {"pa", "nca", "softmax", "arcface", "softtriple"}  # trained from emoji_pretrained_proxy.yaml
 
 
 def loss_overrides(config: str) -> list[str]:
@@ -62,13 +61,13 @@ def loss_overrides(config: str) -> list[str]:
 
 
 def run_tfdml(key: str, seed: int, epochs: int | None, extra: list[str], budget: float | None = None) -> dict:
-    overrides = [*loss_overrides(LOSSES[key][1]), f"seed={seed}", f"train.time_budget_s={budget or 'null'}",
-                 *(PROXY_SETTINGS if key in PROXY_LOSSES else []), *extra]
+    overrides = [*loss_overrides(LOSSES[key][1]), f"seed={seed}", f"train.time_budget_s={budget or 'null'}", *extra]
     if epochs:
         overrides.append(f"train.epochs={epochs}")
     tag = (f"{key}_e{epochs or 'cfg'}_s{seed}" + (f"_b{budget:.0f}" if budget else "")
            + ("_" + "_".join(extra).replace("/", "-") if extra else ""))
-    return train("emoji_pretrained", tag, "bench_pretrained", overrides)
+    config = "emoji_pretrained_proxy" if key in PROXY_LOSSES else "emoji_pretrained"  # head x1 + warm-up for proxies
+    return train(config, tag, "bench_pretrained", overrides)
 
 
 def start_peer(python: str, loss: str, seed: int, budget: float, size: int) -> tuple[Path, subprocess.Popen | None]:

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/proxy_lr_probe.py
 
 Proxy anchor on `emoji_pretrained.yaml` at 64 px, seed 0, 4 epochs, no time budget, with the head
-warm-up on or off and the head and proxy learning-rate multipliers varied. Prints each probe's
-validation MAP@R per epoch (no test figures). Runs are kept under runs/probe_pa/ and read back.
+warm-up on or off and the head and proxy learning-rate multipliers varied; G and H ask whether
+multi-similarity (no proxies) can share proxy anchor's setting, so one config serves both. Prints each
+probe's validation MAP@R per epoch (no test figures). Runs are kept under runs/probe_pa/ and read back.
 """
 
 from __future__ import annotations
@@ -13,24 +14,27 @@ from _runs import train
 from pretrained import loss_overrides
 
 BASE = ["data.image_size=64", "train.epochs=4", "train.time_budget_s=null", "seed=0"]
-PROBES = {  # name -> (warm-up epochs, head x, proxies x)
-    "A_w1_1_10_100": (1, 10.0, 100.0),
-    "B_w0_1_10_100": (0, 10.0, 100.0),
-    "C_w1_1_1_10": (1, 1.0, 10.0),
-    "D_w0_1_1_10": (0, 1.0, 10.0),
-    "E_w1_1_10_10": (1, 10.0, 10.0),
-    "F_w1_1_1_100": (1, 1.0, 100.0),
+PROBES = {  # name -> (loss config, warm-up epochs, head x, proxies x)
+    "A_w1_1_10_100": ("emoji_proxy_anchor", 1, 10.0, 100.0),
+    "B_w0_1_10_100": ("emoji_proxy_anchor", 0, 10.0, 100.0),
+    "C_w1_1_1_10": ("emoji_proxy_anchor", 1, 1.0, 10.0),
+    "D_w0_1_1_10": ("emoji_proxy_anchor", 0, 1.0, 10.0),
+    "E_w1_1_10_10": ("emoji_proxy_anchor", 1, 10.0, 10.0),
+    "F_w1_1_1_100": ("emoji_proxy_anchor", 1, 1.0, 100.0),
+    "G_ms_w0_1_10": ("emoji", 0, 10.0, 100.0),  # multi-similarity as emoji_pretrained.yaml had it
+    "H_ms_w1_1_1": ("emoji", 1, 1.0, 100.0),  # ... with proxy anchor's setting F
 }
 
 
 def main() -> None:
-    print("| probe | head warm-up | lr x (backbone, head, proxies) | validation MAP@R per epoch |\n|---|---|---|---|")
-    for name, (warmup, head, proxies) in PROBES.items():
+    print("| probe | loss | head warm-up | lr x (backbone, head, proxies) | validation MAP@R per epoch |\n"
+          "|---|---|---|---|---|")
+    for name, (loss, warmup, head, proxies) in PROBES.items():
         metrics = train("emoji_pretrained", name, "probe_pa", [
-            *loss_overrides("emoji_proxy_anchor"), *BASE, f"train.head_warmup_epochs={warmup}",
+            *loss_overrides(loss), *BASE, f"train.head_warmup_epochs={warmup}",
             f"optimizer.lr_multipliers.head={head}", f"optimizer.lr_multipliers.loss={proxies}"])
         curve = ", ".join(f"{v['map@r']:.3f}" for v in metrics["validation"])
-        print(f"| {name[0]} | {warmup} | 1, {head:g}, {proxies:g} | {curve} |", flush=True)
+        print(f"| {name[0]} | {loss} | {warmup} | 1, {head:g}, {proxies:g} | {curve} |", flush=True)
 
 
 if __name__ == "__main__":

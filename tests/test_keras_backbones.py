@@ -20,7 +20,7 @@ from tfdml.errors import ConfigError
 from tfdml.models import PixelConvention, build_backbone
 from tfdml.models.keras_applications import FAMILY_CONVENTIONS, applications, family
 from tfdml.training import run
-from tfdml.training.builders import build_model
+from tfdml.training.builders import build_model, proxy_rate_warning
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.warmup import HeadWarmup
 
@@ -197,3 +197,17 @@ def test_a_run_records_its_jit_choice_and_warmup(tmp_path):
     assert any("too few to repay an XLA compile" in line for line in logs)
     assert any("head warm-up done after epoch 1" in line for line in logs)
     assert json.loads((tmp_path / "jit" / "metrics.json").read_text())["jit_compile"] == {"chosen": False}
+
+
+def test_a_proxy_loss_fine_tuned_with_a_fast_head_is_warned_and_the_proxy_config_is_not():
+    weights = "model.backbone_weights=../shared/weights/mobilenet_v1_imagenet_notop.weights.h5"  # not loaded here
+    pretrained = ROOT / "yaml_configs" / "emoji_pretrained.yaml"
+    warning = proxy_rate_warning(load_config(pretrained, [weights, "loss.name=proxy_anchor", "loss.args={}"]))
+    assert warning and "optimizer.lr_multipliers.head=10" in warning and "emoji_pretrained_proxy.yaml" in warning
+    assert proxy_rate_warning(load_config(pretrained, [weights])) is None  # multi-similarity has no proxies
+    proxy = load_config(ROOT / "yaml_configs" / "emoji_pretrained_proxy.yaml", [weights])
+    assert proxy.loss.name == "proxy_anchor" and proxy.train.head_warmup_epochs == 1
+    assert proxy_rate_warning(proxy) is None
+    # From scratch there is no pretrained backbone to disturb: no warning.
+    assert proxy_rate_warning(load_config(ROOT / "yaml_configs" / "emoji_proxy_anchor.yaml",
+                                          ["optimizer.lr_multipliers.head=10"])) is None

@@ -137,6 +137,18 @@ def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
     return loss
 
 
+def proxy_rate_warning(config: Config) -> str | None:
+    """A warning when a proxy loss fine-tunes a pretrained backbone with a head faster than the backbone:
+    with the head at x10 and proxies at x100, proxy anchor collapsed once the backbone unfroze
+    (benchmarks/RESULTS.md, "Why proxy anchor collapsed"); the Proxy Anchor paper trains the head at x1."""
+    head = config.optimizer.lr_multipliers.get("head", 1.0)
+    if config.model.backbone_weights and supports(config.loss.name, "has_proxies") and head > 1.0:
+        return (f"warning: {config.loss.name} with optimizer.lr_multipliers.head={head:g} on a pretrained backbone "
+                "collapsed in tfdml's probes once the backbone unfroze; optimizer.lr_multipliers.head=1 with "
+                "train.head_warmup_epochs=1 trains it (yaml_configs/emoji_pretrained_proxy.yaml)")
+    return None
+
+
 def build_ccp(config: Config, num_classes: int | None) -> CCP | None:
     """CCP of `config.ccp` around `build_loss(config)`, or None unless `ccp.enabled`."""
     if not config.ccp.enabled:

@@ -20,8 +20,7 @@ import keras
 import numpy as np
 
 from tfdml.ccp import table_pool
-from tfdml.config import Config, config_from_dict, diff_configs, load_config, save_config
-from tfdml.config.schema import RESUMABLE_KEYS
+from tfdml.config import Config, load_config, save_config
 from tfdml.data import DatasetTable, reraise_data_errors
 from tfdml.distribute import get_strategy, is_chief, same_on_all_workers
 from tfdml.errors import ArtifactError, ConfigError, non_finite_hint
@@ -30,11 +29,12 @@ from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.evaluation.neighbours import as_unit_rows
 from tfdml.evaluation.progress import Verbose, resolve_verbose
 from tfdml.export import export_saved_model
-from tfdml.training.builders import build_ccp, build_data, build_model, build_optimizer
+from tfdml.training.builders import build_ccp, build_data, build_model, build_optimizer, proxy_rate_warning
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
 from tfdml.training.projector import write_projector
+from tfdml.training.resume import restore, resume_state, set_rates_from_config
 from tfdml.training.warmup import HeadWarmup
 
 
@@ -60,7 +60,7 @@ def run(config: Config, log: Any = print, callbacks: Sequence[keras.callbacks.Ca
 def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]) -> dict[str, Any]:
     run_dir = Path(config.output_dir) / config.name
     keras.utils.set_random_seed(config.seed)
-    state = _resume_state(run_dir, config, log)
+    state = resume_state(run_dir, config, log)
     # Before anything runs TensorFlow ops (the data checks decode images): MultiWorkerMirroredStrategy
     # configures collective ops, which TensorFlow accepts only at program start.
     strategy = get_strategy(config.distribute)
@@ -72,6 +72,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         raise ConfigError(f"sampler.batch_size={config.sampler.batch_size} must be a multiple of the "
                           f"{strategy.num_replicas_in_sync} replicas of distribute={config.distribute}")
     chief = is_chief(strategy)
+    if warning := proxy_rate_warning(config):
+        log(warning)
     with strategy.scope():
         ccp = build_ccp(config, data.train.num_classes)  # None unless ccp.enabled
         model = build_model(config, num_classes=data.train.num_classes, ccp=ccp)
@@ -96,8 +98,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     checkpoint = RunCheckpoint(run_dir / "checkpoints", validation, budget)
     start_epoch = 0
     if state is not None:
-        start_epoch = _restore(model, checkpoint, validation, budget, state)
-        _set_rates_from_config(model, config)
+        start_epoch = restore(model, checkpoint, validation, budget, state)
+        set_rates_from_config(model, config)
         log(f"resuming {run_dir} after epoch {start_epoch} (best val {config.eval.monitor} "
             f"{validation.best_value:.4f} at epoch {validation.best_epoch})")
     if not same_on_all_workers(strategy, start_epoch):  # workers on their own copies would diverge silently
@@ -248,66 +250,3 @@ def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
         raise ArtifactError(f"the checkpoint in {checkpoints} cannot be loaded ({type(err).__name__}: {err}); "
                             "it may be damaged or written by another tfdml version; retrain the run") from None
     return config, model
-
-
-def _resume_state(run_dir: Path, config: Config, log: Any = print) -> dict | None:
-    """The checkpoint state to resume from, after checking the checkpoint belongs to this config."""
-    state_path, saved_config = run_dir / "checkpoints" / "state.json", run_dir / "config.yaml"
-    if not (state_path.is_file() and state_path.with_name("last.keras").is_file()):
-        return None
-    import yaml
-
-    try:
-        previous = config_from_dict(yaml.safe_load(saved_config.read_text()))
-    except Exception as err:  # noqa: BLE001 - an unreadable saved config means another version or config
-        raise ConfigError(f"{saved_config} cannot be read as a tfdml config ({err}); use another `name=` "
-                          f"or delete {run_dir} to start over") from None
-    changed = diff_configs(previous, config, ignore=RESUMABLE_KEYS)
-    if changed:
-        raise ConfigError(
-            f"{run_dir} holds a checkpoint of another config (differs in: {', '.join(changed)}). "
-            f"Rerun with the same config to resume, pick another run with `name=...`, or delete {run_dir}."
-        )
-    checkpoint = RunCheckpoint(run_dir / "checkpoints", None, None)  # type: ignore[arg-type]
-    if not checkpoint.manifest_path.is_file():
-        log(f"{checkpoint.directory} has no manifest (written by an older tfdml): resuming without checking "
-            "that its files are of the same epoch")
-    state = checkpoint.check()
-    for key in diff_configs(previous, config):
-        old, new = (_value(c, key) for c in (previous, config))
-        if key == "train.epochs" and config.optimizer.schedule != "constant":
-            log(f"train.epochs changed from {old} to {new} on resume: the {config.optimizer.schedule} learning-rate "
-                f"schedule is rebuilt for {new} epochs and continues at epoch {state['epoch']} of it (so the rate "
-                "jumps); rerun with the old train.epochs to keep the old schedule")
-        elif key.startswith("optimizer."):
-            log(f"{key} changed from {old} to {new} on resume: the optimizers keep their state and use the new value")
-    return state
-
-
-def _value(config: Config, dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = getattr(config, part)
-    return config
-
-
-def _set_rates_from_config(model: Any, config: Config) -> None:
-    """A constant learning rate is a variable of the optimizer, restored from the checkpoint with its state:
-    set it to the config's (times each group's multiplier), so that a resumed run uses a changed rate."""
-    for group, optimizer in [("", model.optimizer), *model.group_optimizers.items()]:
-        if isinstance(optimizer.learning_rate, keras.Variable):  # a schedule gives a tensor: nothing to set
-            optimizer.learning_rate.assign(config.optimizer.learning_rate * model.lr_multipliers.get(group, 1.0))
-
-
-def _restore(model: Any, checkpoint: RunCheckpoint, validation: RetrievalValidation, budget: TimeBudget,
-             state: dict) -> int:
-    try:
-        if checkpoint.best_path.is_file():
-            model.load_weights(str(checkpoint.best_path))
-            validation.best_weights = model.get_weights()
-        model.load_weights(str(checkpoint.last_path))
-    except Exception as err:  # noqa: BLE001
-        raise ConfigError(f"checkpoint {checkpoint.directory} does not fit the model of this config: {err}") from None
-    validation.best_value, validation.best_epoch = float(state["best_value"]), int(state["best_epoch"])
-    validation.history = list(state.get("validation", []))
-    budget.spent_s = float(state.get("spent_s", 0.0))
-    return int(state["epoch"])
