@@ -60,14 +60,18 @@ def loss_overrides(config: str) -> list[str]:
     return [f"loss.name={loss['name']}", f"loss.args={json.dumps(loss['args'])}", f"loss.xbm={json.dumps(loss['xbm'])}"]
 
 
+def run_name(key: str, seed: int, epochs: int | None, extra: list[str], budget: float | None = None) -> str:
+    """The directory name under runs/bench_pretrained/ of `run_tfdml` with the same arguments."""
+    return (f"{key}_e{epochs or 'cfg'}_s{seed}" + (f"_b{budget:.0f}" if budget else "")
+            + ("_" + "_".join(extra).replace("/", "-") if extra else ""))
+
+
 def run_tfdml(key: str, seed: int, epochs: int | None, extra: list[str], budget: float | None = None) -> dict:
     overrides = [*loss_overrides(LOSSES[key][1]), f"seed={seed}", f"train.time_budget_s={budget or 'null'}", *extra]
     if epochs:
         overrides.append(f"train.epochs={epochs}")
-    tag = (f"{key}_e{epochs or 'cfg'}_s{seed}" + (f"_b{budget:.0f}" if budget else "")
-           + ("_" + "_".join(extra).replace("/", "-") if extra else ""))
     config = "emoji_pretrained_proxy" if key in PROXY_LOSSES else "emoji_pretrained"  # head x1 + warm-up for proxies
-    return train(config, tag, "bench_pretrained", overrides)
+    return train(config, run_name(key, seed, epochs, extra, budget), "bench_pretrained", overrides)
 
 
 def start_peer(python: str, loss: str, seed: int, budget: float, size: int) -> tuple[Path, subprocess.Popen | None]:
