@@ -143,9 +143,10 @@ def proxy_rate_warning(config: Config) -> str | None:
     (benchmarks/RESULTS.md, "Why proxy anchor collapsed"); the Proxy Anchor paper trains the head at x1."""
     head = config.optimizer.lr_multipliers.get("head", 1.0)
     if config.model.backbone_weights and supports(config.loss.name, "has_proxies") and head > 1.0:
-        return (f"warning: {config.loss.name} with optimizer.lr_multipliers.head={head:g} on a pretrained backbone "
-                "collapsed in tfdml's probes once the backbone unfroze; optimizer.lr_multipliers.head=1 with "
-                "train.head_warmup_epochs=1 trains it (yaml_configs/emoji_pretrained_proxy.yaml)")
+        return (f"warning: {config.loss.name} has proxies and optimizer.lr_multipliers.head={head:g} on a pretrained "
+                "backbone; with a head this fast proxy anchor collapsed in tfdml's probes once the backbone unfroze. "
+                "optimizer.lr_multipliers.head=1 with train.head_warmup_epochs=1 trains it "
+                "(yaml_configs/emoji_pretrained_proxy.yaml)")
     return None
 
 
