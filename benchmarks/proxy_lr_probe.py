@@ -4,7 +4,8 @@
 
 Proxy anchor on `emoji_pretrained.yaml` at 64 px, seed 0, 4 epochs, no time budget, with the head
 warm-up on or off and the head and proxy learning-rate multipliers varied; G and H ask whether
-multi-similarity (no proxies) can share proxy anchor's setting, so one config serves both. Prints each
+multi-similarity (no proxies) can share proxy anchor's setting, so one config serves both; I and J
+whether proxy anchor closes its gap to multi-similarity with faster proxies or a faster network. Prints each
 probe's validation MAP@R per epoch (no test figures). Runs are kept under runs/probe_pa/ and read back.
 """
 
@@ -23,7 +24,11 @@ PROBES = {  # name -> (loss config, warm-up epochs, head x, proxies x)
     "F_w1_1_1_100": ("emoji_proxy_anchor", 1, 1.0, 100.0),
     "G_ms_w0_1_10": ("emoji", 0, 10.0, 100.0),  # multi-similarity as emoji_pretrained.yaml had it
     "H_ms_w1_1_1": ("emoji", 1, 1.0, 100.0),  # ... with proxy anchor's setting F
+    # Proxy anchor still climbing when MS has levelled off: faster proxies, or a faster network.
+    "I_w1_1_1_300": ("emoji_proxy_anchor", 1, 1.0, 300.0),
+    "J_w1_1_1_100_lr3e-4": ("emoji_proxy_anchor", 1, 1.0, 100.0),
 }
+EXTRA = {"J_w1_1_1_100_lr3e-4": ["optimizer.learning_rate=3e-4"]}
 
 
 def main() -> None:
@@ -32,9 +37,10 @@ def main() -> None:
     for name, (loss, warmup, head, proxies) in PROBES.items():
         metrics = train("emoji_pretrained", name, "probe_pa", [
             *loss_overrides(loss), *BASE, f"train.head_warmup_epochs={warmup}",
-            f"optimizer.lr_multipliers.head={head}", f"optimizer.lr_multipliers.loss={proxies}"])
+            f"optimizer.lr_multipliers.head={head}", f"optimizer.lr_multipliers.loss={proxies}", *EXTRA.get(name, [])])
         curve = ", ".join(f"{v['map@r']:.3f}" for v in metrics["validation"])
-        print(f"| {name[0]} | {loss} | {warmup} | 1, {head:g}, {proxies:g} | {curve} |", flush=True)
+        extra = " ".join(EXTRA.get(name, []))
+        print(f"| {name[0]} | {loss} | {warmup} | 1, {head:g}, {proxies:g} {extra} | {curve} |", flush=True)
 
 
 if __name__ == "__main__":
