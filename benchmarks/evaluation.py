@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tfdml.evaluation import evaluate_retrieval, nearest_neighbours, retrieval_metrics  # noqa: E402
-from tfdml.evaluation.neighbours import blockwise_search  # noqa: E402
+from tfdml.evaluation.blockwise import blockwise_search  # noqa: E402
 
 KS = (1, 2, 4, 8)
 METHODS = (

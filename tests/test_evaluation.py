@@ -9,7 +9,8 @@ import pytest
 
 from tfdml.evaluation import evaluate_retrieval, nearest_neighbours, nmi, retrieval_metrics
 from tfdml.evaluation import neighbours
-from tfdml.evaluation.neighbours import as_unit_rows, blockwise_search, l2_normalise, pack, unpack
+from tfdml.evaluation.blockwise import blockwise_search, pack, unpack
+from tfdml.evaluation.neighbours import as_unit_rows, l2_normalise
 
 EXACT_BACKENDS = ("sklearn", "blockwise")
 BACKENDS = (*EXACT_BACKENDS, "faiss")

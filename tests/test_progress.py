@@ -16,7 +16,8 @@ import tensorflow as tf
 from tfdml.config import load_config
 from tfdml.errors import ConfigError
 from tfdml.evaluation.callback import embed_dataset
-from tfdml.evaluation.neighbours import blockwise_search, l2_normalise
+from tfdml.evaluation.blockwise import blockwise_search
+from tfdml.evaluation.neighbours import l2_normalise
 from tfdml.evaluation.progress import resolve_verbose
 
 CONTROL = re.compile(r"[\r\x1b\b]")
