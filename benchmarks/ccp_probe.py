@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/ccp_probe.py [--loss c2] [--epochs 12] [--only ccp ...] [--seeds 0 1 2]
 
-CCP on `emoji_pretrained.yaml` at 64 px (seed 0), as `benchmarks/methods.py` runs it (K 8, pool 3,
+CCP on `emoji_pretrained.yaml` at 64 px (seed 0 unless `--seeds`), as `benchmarks/methods.py` runs it (K 8, pool 3,
 proxies at the backbone's learning rate), against single changes: the proxies at x100 (the
 pretrained config's rate for proxy losses), the pair term at full weight (w_pair 1), and the proxy
 term at a tenth (w_proxy 0.1), and patience 1 (so that the rounds, re-seeding and the proximal
