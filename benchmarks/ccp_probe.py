@@ -51,5 +51,6 @@ def main() -> None:
             print(f"| {name} | {seed} | {', '.join(f'{x:.3f}' for x in curve)} | {max(curve):.3f} | {rounds or '-'} | "
                   f"{test['recall@1']:.3f} / {test['map@r']:.3f} |", flush=True)
 
+
 if __name__ == "__main__":
     main()

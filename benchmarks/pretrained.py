@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from _runs import ROOT, mean_spread, train
 
@@ -46,6 +47,7 @@ LOSSES = {  # key -> (table label, config whose loss settings it takes)
     "arcface": ("ArcFace", "emoji_arcface"),
     "softtriple": ("SoftTriple", "emoji_soft_triple"),
 }
+GROUP = "bench_pretrained"  # runs/<GROUP>/<run_name>
 PEER_LOSSES = {"ms": "ms", "pa": "pa"}  # what the peer script implements
 PROXY_LOSSES = {"pa", "nca", "softmax", "arcface", "softtriple"}  # trained from emoji_pretrained_proxy.yaml
 
@@ -66,12 +68,17 @@ def run_name(key: str, seed: int, epochs: int | None, extra: list[str], budget: 
             + ("_" + "_".join(extra).replace("/", "-") if extra else ""))
 
 
+def run_dir(*args: Any, **kwargs: Any) -> Path:
+    """The run directory of `run_tfdml(*args, **kwargs)` (`test_embeddings.npz`, checkpoints, logs)."""
+    return ROOT / "runs" / GROUP / run_name(*args, **kwargs)
+
+
 def run_tfdml(key: str, seed: int, epochs: int | None, extra: list[str], budget: float | None = None) -> dict:
     overrides = [*loss_overrides(LOSSES[key][1]), f"seed={seed}", f"train.time_budget_s={budget or 'null'}", *extra]
     if epochs:
         overrides.append(f"train.epochs={epochs}")
     config = "emoji_pretrained_proxy" if key in PROXY_LOSSES else "emoji_pretrained"  # head x1 + warm-up for proxies
-    return train(config, run_name(key, seed, epochs, extra, budget), "bench_pretrained", overrides)
+    return train(config, run_name(key, seed, epochs, extra, budget), GROUP, overrides)
 
 
 def start_peer(python: str, loss: str, seed: int, budget: float, size: int) -> tuple[Path, subprocess.Popen | None]:

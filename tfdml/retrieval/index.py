@@ -143,7 +143,7 @@ def build_index(gallery: np.ndarray, kind: str = "exact", **kwargs: Any) -> Gall
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise ValueError(f"index {kind!r} takes no argument {', '.join(unknown)}; its arguments: {', '.join(valid)}")
-    return ExactIndex(gallery, **kwargs) if kind == "exact" else ApproximateIndex(gallery, kind, **kwargs)
+    return cls(gallery, **kwargs) if cls is ExactIndex else cls(gallery, kind, **kwargs)
 
 
 def _largest_divisor(n: int, at_most: int) -> int:
