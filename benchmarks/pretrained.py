@@ -81,13 +81,21 @@ def run_tfdml(key: str, seed: int, epochs: int | None, extra: list[str], budget:
     return train(config, run_name(key, seed, epochs, extra, budget), GROUP, overrides)
 
 
-def start_peer(python: str, loss: str, seed: int, budget: float, size: int) -> tuple[Path, subprocess.Popen | None]:
-    """Start the PML peer in the background (unless its RESULT is cached under runs/bench_pretrained/)."""
-    out = ROOT / "runs" / "bench_pretrained" / f"peer_{loss}_{size}px_b{budget:.0f}_s{seed}.json"
+def start_peer(python: str, loss: str, seed: int, budget: float, size: int,
+               sheet: int = 32) -> tuple[Path, subprocess.Popen | None]:
+    """Start the PML peer in the background (unless its RESULT is cached under runs/bench_pretrained/).
+
+    `size`: the network's input in pixels; `sheet`: the emoji sprites' own size (32, or the vendors'
+    64 px drawings through `pml_peer_sheets.py`, which runs the peer's code on them unchanged)."""
+    tag = "" if sheet == 32 else f"_sheet{sheet}"
+    out = ROOT / "runs" / "bench_pretrained" / f"peer_{loss}_{size}px{tag}_b{budget:.0f}_s{seed}.json"
     if out.is_file():
         return out, None
-    data = Path.home() / ".cache" / "tfdml" / "emoji-datasource-16.0.0" / "package"
-    cmd = [python, "pml_peer.py", "emoji", str(data), "--loss", loss, "--budget", str(budget), "--seed", str(seed),
+    from tfdml.data.readers.emoji import data_dir
+
+    data = data_dir() / "emoji-datasource-16.0.0" / "package"
+    script = ["pml_peer.py"] if sheet == 32 else [str(ROOT / "benchmarks" / "pml_peer_sheets.py"), str(sheet)]
+    cmd = [python, *script, "emoji", str(data), "--loss", loss, "--budget", str(budget), "--seed", str(seed),
            "--backbone", "mobilenet_v1", "--weights", str(SHARED / "weights" / "mobilenet_v1_imagenet.npz"),
            "--size", str(size), "--freeze-bn", "--lr", "1e-4"]
     return out, subprocess.Popen(cmd, cwd=SHARED / "peer", stdout=subprocess.PIPE, text=True)
@@ -113,12 +121,13 @@ def main() -> None:
     args, extra = parser.parse_known_args()
     from tfdml.config import load_config
 
-    size = load_config(ROOT / "yaml_configs" / "emoji_pretrained.yaml", extra).data.image_size
+    data = load_config(ROOT / "yaml_configs" / "emoji_pretrained.yaml", extra).data
+    size, sheet = data.image_size, data.reader_args.get("size", 32)
     rows = []
     for key in args.only or list(LOSSES):
         runs, peers = [], []
         for seed in args.seeds:
-            peer = (start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size)
+            peer = (start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size, sheet)
                     if args.peer and key in PEER_LOSSES else None)
             runs.append(run_tfdml(key, seed, args.epochs, extra, args.budget))
             if peer is not None:

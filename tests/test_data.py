@@ -103,6 +103,17 @@ def test_emoji_vendor_subset_and_cache(emoji_root, emoji_table):
         read_emoji(emoji_root, vendors=("apple", "samsung"))
 
 
+def test_emoji_64px_sheets_come_from_the_vendor_package_and_match_the_32px_drawings(emoji_root, emoji_table):
+    big = read_emoji(emoji_root, vendors=("google",), size=64)
+    small = emoji_table.select(np.char.startswith(emoji_table.path, "google/"))
+    assert big.images.shape == (len(small), 64, 64, 4) and big.path.tolist() == small.path.tolist()
+    assert Path(emoji_root, "emoji-datasource-16.0.0/package/img/google/sheets/64.png").is_file()
+    # Right cells: each 64 px drawing averaged 2x2 is close to its own 32 px drawing, far from its neighbour's.
+    pooled = big.images.reshape(-1, 32, 2, 32, 2, 4).astype(float).mean(axis=(2, 4))
+    own = np.abs(pooled - small.images).mean()
+    assert own < 15 and np.abs(np.roll(pooled, 1, axis=0) - small.images).mean() > 3 * own
+
+
 def test_emoji_split_matches_reference(emoji_table):
     t = split_classes(emoji_table, test_fraction=0.5, val_fraction=0.1, seed=0)
     assert len(_classes(t, "test")) == 955  # 1,911 classes: ties go to train

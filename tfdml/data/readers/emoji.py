@@ -1,7 +1,7 @@
 """Emoji across vendors, from the npm package ``emoji-datasource``: one class per emoji.
 
 Each class is one base emoji (skin-tone variants are ignored); its images are the vendors'
-32x32 RGBA drawings of it, cut from the package's sprite sheets. The package is fetched with
+RGBA drawings of it (32 px by default, 64 px with ``size=64``), cut from the packages' sprite sheets. The package is fetched with
 ``npm pack`` on first use into the data directory (``root``, else ``$TFDML_DATA``, else
 ``~/.cache/tfdml``) and the decoded images are cached there as one ``.npz``.
 
@@ -40,49 +40,65 @@ def data_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("TFDML_DATA") or Path.home() / ".cache" / "tfdml").expanduser()
 
 
+def _npm_package(member: str, version: str) -> str:
+    """The npm package that ships ``member``: sheets other than 32 px only come per vendor."""
+    parts = Path(member).parts  # package/img/<vendor>/sheets/<size>.png
+    if len(parts) == 5 and parts[4] != "32.png":
+        return f"emoji-datasource-{parts[2]}@{version}"
+    return f"emoji-datasource@{version}"
+
+
 def fetch_emoji_package(data: Path, version: str, vendors: Sequence[str], size: int) -> Path:
     """Make sure ``emoji.json`` and the vendors' sheets are under ``data``; return the ``package`` dir.
 
+    ``emoji-datasource`` holds ``emoji.json`` and the 32 px sheets; other sizes (16, 20, 64) come
+    from the per-vendor packages ``emoji-datasource-<vendor>``, whose ``emoji.json`` is the same.
     Missing files are fetched with ``npm pack`` and moved into place one atomic rename per
     file, so an interrupted fetch leaves either whole files or none.
     """
     root = data / f"emoji-datasource-{version}"
     wanted = ["package/emoji.json", *(f"package/img/{v}/sheets/{size}.png" for v in vendors)]
     missing = [m for m in wanted if not (root / m).is_file()]
-    if not missing:
-        return root / "package"
-    spec = f"emoji-datasource@{version}"
+    by_package: dict[str, list[str]] = {}
+    for member in missing:
+        by_package.setdefault(_npm_package(member, version), []).append(member)
+    for spec, members in by_package.items():
+        _npm_fetch(data, root, spec, members)
+    return root / "package"
+
+
+def _npm_fetch(data: Path, root: Path, spec: str, members: list[str]) -> None:
+    tgz_name = spec.replace("@", "-")
     by_hand = (f"fetch it by hand with: mkdir -p {root} && cd {root} && npm pack {spec} && "
-               f"tar xzf emoji-datasource-{version}.tgz; or set $TFDML_DATA to a directory that has it")
+               f"tar xzf {tgz_name}.tgz; or set $TFDML_DATA to a directory that has it")
     npm = shutil.which("npm")
     if npm is None:
-        raise DataError(f"the emoji data is missing: expected {root / missing[0]}, and npm (Node.js) is not "
+        raise DataError(f"the emoji data is missing: expected {root / members[0]}, and npm (Node.js) is not "
                         f"on PATH to fetch it; install npm, or {by_hand}")
     data.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=data, prefix=".fetch-emoji-") as tmp:
         try:
             proc = subprocess.run([npm, "pack", spec], cwd=tmp, capture_output=True, text=True, timeout=900)
         except (OSError, subprocess.TimeoutExpired) as err:
-            raise DataError(f"'npm pack {spec}' failed ({err}); expected {root / missing[0]}; {by_hand}") from None
+            raise DataError(f"'npm pack {spec}' failed ({err}); expected {root / members[0]}; {by_hand}") from None
         tgz = sorted(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tgz:
             raise DataError(f"'npm pack {spec}' failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}; "
-                            f"expected {root / missing[0]}; {by_hand}")
+                            f"expected {root / members[0]}; {by_hand}")
         with tarfile.open(tgz[0]) as tar:
-            for member in missing:
+            for member in members:
                 try:
                     source = tar.extractfile(member)
                 except KeyError:
-                    sizes = sorted({Path(n).stem for n in tar.getnames() if "/sheets/" in n})
+                    sizes = sorted({int(Path(n).stem) for n in tar.getnames() if "/sheets/" in n and Path(n).stem.isdigit()})
                     raise DataError(f"{spec} has no {member}; sheet sizes in the package: {sizes}") from None
                 staged = Path(tmp, member)
                 staged.parent.mkdir(parents=True, exist_ok=True)
                 with source, open(staged, "wb") as out:
                     shutil.copyfileobj(source, out)
-        for member in missing:
+        for member in members:
             (root / member).parent.mkdir(parents=True, exist_ok=True)
             os.replace(Path(tmp, member), root / member)
-    return root / "package"
 
 
 def _decode_png(path: Path) -> np.ndarray:
@@ -135,7 +151,9 @@ def read_emoji(
         root: data directory; defaults to ``$TFDML_DATA`` or ``~/.cache/tfdml``.
         vendors: which vendors' drawings to include (rows are ordered emoji-major, then vendor).
         version: ``emoji-datasource`` npm version.
-        size: sprite size in pixels (the npm package ships 32).
+        size: sprite size in pixels: 32 from ``emoji-datasource``; 16, 20 or 64 from the per-vendor
+            packages ``emoji-datasource-<vendor>`` (about 75 MB each, fetched once). The 64 px
+            drawings are the vendors' own, not 32 px ones upsampled.
 
     Returns:
         An unsplit table with ``images`` uint8 ``[N, size, size, 4]`` and ``path`` ``"<vendor>/<short_name>"``.
