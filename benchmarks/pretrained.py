@@ -3,7 +3,7 @@ frozen BatchNorm), and the pytorch-metric-learning peer of `../shared/peer/` on 
 and weights, side by side in one session.
 
     .venv/bin/python benchmarks/pretrained.py [--only ms pa ...] [--seeds 0 1 2] [--epochs N]
-        [--budget S] [--peer ~/pml-venv/bin/python] [key=value ...]
+        [--budget S] [--peer ~/pml-venv/bin/python [--peer-after]] [key=value ...]
 
 Each tfdml run goes through `bin/tfdml-train` in its own process and tests the epoch that was best on
 the validation classes. Without `--budget` it trains `train.epochs` with no time limit, so machine
@@ -16,9 +16,10 @@ of 100 epochs, scaled). Both were chosen on the validation classes (proxy anchor
 4 epochs; RESULTS.md "Why proxy anchor collapsed"): head x10 with proxies x100 collapses once the
 backbone unfreezes.
 With `--peer` (the Python of a venv with PML 2.9, see `../shared/peer/README.md`) the peer trains the
-same loss (MS or proxy anchor) on the same split, weights and image size *at the same time* as the
-tfdml run of the same seed, for the same wall-clock budget (`--budget`, default 600 s), so both share
-the machine's load. Finished runs are read back, not retrained. Prints one markdown table: mean ± std
+same loss (MS or proxy anchor) on the same split, weights, image size and emoji sheets *at the same
+time* as the tfdml run of the same seed, for the same wall-clock budget (`--budget`, default 600 s),
+so both share the machine's load; with `--peer-after` it runs right after it instead, so each has
+the whole machine for its budget. Finished runs are read back, not retrained. Prints one markdown table: mean ± std
 over the seeds run.
 """
 
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's train.epochs")
     parser.add_argument("--budget", type=float, default=None, help="seconds of training per run (tfdml and peer)")
     parser.add_argument("--peer", help="python of a venv with pytorch-metric-learning 2.9 (../shared/peer)")
+    parser.add_argument("--peer-after", action="store_true",
+                        help="run the peer after each tfdml run, not beside it: each gets the whole machine")
     args, extra = parser.parse_known_args()
     from tfdml.config import load_config
 
@@ -126,10 +129,13 @@ def main() -> None:
     rows = []
     for key in args.only or list(LOSSES):
         runs, peers = [], []
+        with_peer = args.peer and key in PEER_LOSSES
         for seed in args.seeds:
-            peer = (start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size, sheet)
-                    if args.peer and key in PEER_LOSSES else None)
+            peer = start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size, sheet)  \
+                if with_peer and not args.peer_after else None
             runs.append(run_tfdml(key, seed, args.epochs, extra, args.budget))
+            if with_peer and args.peer_after:  # each alone on the machine, one after the other
+                peer = start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size, sheet)
             if peer is not None:
                 peers.append(finish_peer(*peer))
         rows.append(_row(f"tfdml {LOSSES[key][0]}", [r["test"]["recall@1"] for r in runs],
