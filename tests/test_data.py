@@ -101,6 +101,8 @@ def test_emoji_vendor_subset_and_cache(emoji_root, emoji_table):
     assert list(Path(emoji_root, "emoji-datasource-16.0.0").glob("emoji_google_32px_*.npz"))
     with pytest.raises(ConfigError, match="choose distinct names"):
         read_emoji(emoji_root, vendors=("apple", "samsung"))
+    with pytest.raises(ConfigError, match=r"emoji size 48 has no sprite sheet; choose one of \[16, 20, 32, 64\]"):
+        read_emoji(emoji_root, size=48)
 
 
 def test_emoji_64px_sheets_come_from_the_vendor_package_and_match_the_32px_drawings(emoji_root, emoji_table):

@@ -32,6 +32,7 @@ from tfdml.data.table import DatasetTable
 from tfdml.errors import ConfigError, DataError
 
 VENDORS = ("apple", "google", "twitter", "facebook")
+SIZES = (16, 20, 32, 64)  # the sprite sheets of emoji-datasource 16 (32 px in the base package, all per vendor)
 _CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 
 
@@ -162,6 +163,8 @@ def read_emoji(
     unknown = sorted(set(vendors) - set(VENDORS))
     if not vendors or unknown or len(set(vendors)) != len(vendors):
         raise ConfigError(f"emoji vendors {list(vendors)} are invalid; choose distinct names from {list(VENDORS)}")
+    if size not in SIZES:
+        raise ConfigError(f"emoji size {size!r} has no sprite sheet; choose one of {list(SIZES)} (pixels)")
     data = data_dir(root)
     cache = data / f"emoji-datasource-{version}" / f"emoji_{'-'.join(vendors)}_{size}px_v{_CACHE_FORMAT}.npz"
     if cache.is_file():
