@@ -1,8 +1,8 @@
 """Emoji across vendors, from the npm package ``emoji-datasource``: one class per emoji.
 
 Each class is one base emoji (skin-tone variants are ignored); its images are the vendors'
-RGBA drawings of it (32 px by default, 64 px with ``size=64``), cut from the packages' sprite sheets. The package is fetched with
-``npm pack`` on first use into the data directory (``root``, else ``$TFDML_DATA``, else
+RGBA drawings of it (32 px by default, 64 px with ``size=64``), cut from the packages' sprite
+sheets. The packages are fetched with ``npm pack`` on first use into the data directory (``root``, else ``$TFDML_DATA``, else
 ``~/.cache/tfdml``) and the decoded images are cached there as one ``.npz``.
 
 Licences differ by vendor (Google Apache-2.0, Twitter CC-BY-4.0; Apple's and Facebook's are not
@@ -69,6 +69,7 @@ def fetch_emoji_package(data: Path, version: str, vendors: Sequence[str], size: 
 
 
 def _npm_fetch(data: Path, root: Path, spec: str, members: list[str]) -> None:
+    """``npm pack spec`` into a temporary folder under ``data``, then move ``members`` to ``root``."""
     tgz_name = spec.replace("@", "-")
     by_hand = (f"fetch it by hand with: mkdir -p {root} && cd {root} && npm pack {spec} && "
                f"tar xzf {tgz_name}.tgz; or set $TFDML_DATA to a directory that has it")
@@ -91,7 +92,8 @@ def _npm_fetch(data: Path, root: Path, spec: str, members: list[str]) -> None:
                 try:
                     source = tar.extractfile(member)
                 except KeyError:
-                    sizes = sorted({int(Path(n).stem) for n in tar.getnames() if "/sheets/" in n and Path(n).stem.isdigit()})
+                    stems = {Path(n).stem for n in tar.getnames() if "/sheets/" in n}
+                    sizes = sorted(int(stem) for stem in stems if stem.isdigit())
                     raise DataError(f"{spec} has no {member}; sheet sizes in the package: {sizes}") from None
                 staged = Path(tmp, member)
                 staged.parent.mkdir(parents=True, exist_ok=True)
