@@ -19,8 +19,8 @@ With `--peer` (the Python of a venv with PML 2.9, see `../shared/peer/README.md`
 same loss (MS or proxy anchor) on the same split, weights, image size and emoji sheets *at the same
 time* as the tfdml run of the same seed, for the same wall-clock budget (`--budget`, default 600 s),
 so both share the machine's load; with `--peer-after` it runs right after it instead, so each has
-the whole machine for its budget. Finished runs are read back, not retrained. Prints one markdown table: mean ± std
-over the seeds run.
+the whole machine for its budget. Finished runs are read back, not retrained. Prints one markdown
+table: mean ± std over the seeds run.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def start_peer(python: str, loss: str, seed: int, budget: float, size: int,
     `size`: the network's input in pixels; `sheet`: the emoji sprites' own size (32, or the vendors'
     64 px drawings through `pml_peer_sheets.py`, which runs the peer's code on them unchanged)."""
     tag = "" if sheet == 32 else f"_sheet{sheet}"
-    out = ROOT / "runs" / "bench_pretrained" / f"peer_{loss}_{size}px{tag}_b{budget:.0f}_s{seed}.json"
+    out = ROOT / "runs" / GROUP / f"peer_{loss}_{size}px{tag}_b{budget:.0f}_s{seed}.json"
     if out.is_file():
         return out, None
     from tfdml.data.readers.emoji import data_dir
@@ -131,13 +131,11 @@ def main() -> None:
         runs, peers = [], []
         with_peer = args.peer and key in PEER_LOSSES
         for seed in args.seeds:
-            peer = start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size, sheet)  \
-                if with_peer and not args.peer_after else None
+            peer = lambda: start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size, sheet)  # noqa: E731
+            beside = peer() if with_peer and not args.peer_after else None
             runs.append(run_tfdml(key, seed, args.epochs, extra, args.budget))
-            if with_peer and args.peer_after:  # each alone on the machine, one after the other
-                peer = start_peer(args.peer, PEER_LOSSES[key], seed, args.budget or 600.0, size, sheet)
-            if peer is not None:
-                peers.append(finish_peer(*peer))
+            if with_peer:  # with --peer-after each runs alone on the machine, one after the other
+                peers.append(finish_peer(*(beside or peer())))
         rows.append(_row(f"tfdml {LOSSES[key][0]}", [r["test"]["recall@1"] for r in runs],
                          [r["test"]["map@r"] for r in runs], [r["train_time_s"] for r in runs],
                          [len(r["validation"]) for r in runs], [r["best_val"]["epoch"] for r in runs]))

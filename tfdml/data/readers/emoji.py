@@ -2,8 +2,8 @@
 
 Each class is one base emoji (skin-tone variants are ignored); its images are the vendors'
 RGBA drawings of it (32 px by default, 64 px with ``size=64``), cut from the packages' sprite
-sheets. The packages are fetched with ``npm pack`` on first use into the data directory (``root``, else ``$TFDML_DATA``, else
-``~/.cache/tfdml``) and the decoded images are cached there as one ``.npz``.
+sheets. The packages are fetched with ``npm pack`` on first use into the data directory (``root``,
+else ``$TFDML_DATA``, else ``~/.cache/tfdml``) and the decoded images are cached there as one ``.npz``.
 
 Licences differ by vendor (Google Apache-2.0, Twitter CC-BY-4.0; Apple's and Facebook's are not
 freely licensed), hence the ``vendors`` argument.
@@ -41,12 +41,10 @@ def data_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("TFDML_DATA") or Path.home() / ".cache" / "tfdml").expanduser()
 
 
-def _npm_package(member: str, version: str) -> str:
-    """The npm package that ships ``member``: sheets other than 32 px only come per vendor."""
-    parts = Path(member).parts  # package/img/<vendor>/sheets/<size>.png
-    if len(parts) == 5 and parts[4] != "32.png":
-        return f"emoji-datasource-{parts[2]}@{version}"
-    return f"emoji-datasource@{version}"
+def _npm_package(vendor: str | None, size: int, version: str) -> str:
+    """The npm package to take a file from: the base one has 32 px sheets only, each vendor's has every
+    size and the same ``emoji.json`` (so a size other than 32 never needs the base package)."""
+    return f"emoji-datasource@{version}" if size == 32 else f"emoji-datasource-{vendor}@{version}"
 
 
 def fetch_emoji_package(data: Path, version: str, vendors: Sequence[str], size: int) -> Path:
@@ -58,11 +56,11 @@ def fetch_emoji_package(data: Path, version: str, vendors: Sequence[str], size: 
     file, so an interrupted fetch leaves either whole files or none.
     """
     root = data / f"emoji-datasource-{version}"
-    wanted = ["package/emoji.json", *(f"package/img/{v}/sheets/{size}.png" for v in vendors)]
-    missing = [m for m in wanted if not (root / m).is_file()]
+    wanted = {"package/emoji.json": vendors[0], **{f"package/img/{v}/sheets/{size}.png": v for v in vendors}}
     by_package: dict[str, list[str]] = {}
-    for member in missing:
-        by_package.setdefault(_npm_package(member, version), []).append(member)
+    for member, vendor in wanted.items():
+        if not (root / member).is_file():
+            by_package.setdefault(_npm_package(vendor, size, version), []).append(member)
     for spec, members in by_package.items():
         _npm_fetch(data, root, spec, members)
     return root / "package"
