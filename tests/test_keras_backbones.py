@@ -102,9 +102,10 @@ def test_imagenet_weights_offline_fail_in_one_line_naming_the_local_file_alterna
     assert "model.backbone_weights: /path/to/that/file" in lines[0]
 
 
-def _tiny_model(backbone: str, freeze: bool, **backbone_args) -> keras.Model:
+def _tiny_model(backbone: str, freeze: bool, freeze_until: str | None = None, **backbone_args) -> keras.Model:
     config = Config()
     config.model.backbone, config.model.backbone_args = backbone, backbone_args
+    config.model.freeze_until = freeze_until
     config.model.freeze_batchnorm, config.model.embedding_dim, config.data.image_size = freeze, 8, 32
     keras.utils.set_random_seed(0)
     model = build_model(config, num_classes=4)
@@ -171,6 +172,35 @@ def test_head_warmup_trains_exactly_the_head_and_proxies_then_the_backbone_with_
     backbone0 = snapshot(model.backbone)
     model.fit(_batches(), initial_epoch=1, epochs=2, callbacks=[HeadWarmup(3, log=lambda _: None)], verbose=0)
     assert not any(changed(backbone0, snapshot(model.backbone)))
+
+
+def test_freeze_until_keeps_the_stem_through_training_and_after_the_head_warmup():
+    def stem_and_rest(model):
+        weights = {v.path: v.numpy().copy() for v in model.backbone.weights}
+        stem = {k: v for k, v in weights.items() if k.split("/")[-2].startswith("block0")}
+        return stem, {k: v for k, v in weights.items() if k not in stem}
+
+    moved = lambda a, b: [k for k in a if not np.array_equal(a[k], b[k])]  # noqa: E731
+    model = _tiny_model("small_cnn", freeze=True, freeze_until="block0_relu1", widths=[4, 8])
+    stem0, rest0 = stem_and_rest(model)
+    assert len(stem0) == 10  # two convolutions (kernels) and two BatchNorms (4 weights each)
+    warmup = HeadWarmup(1, keep_batchnorm_frozen=True, log=lambda _: None, freeze_until="block0_relu1")
+    model.fit(_batches(), epochs=2, callbacks=[warmup], verbose=0)  # epoch 1 head only, epoch 2 unfrozen
+    stem1, rest1 = stem_and_rest(model)
+    assert not moved(stem0, stem1)
+    assert {k.split("/")[-1] for k in moved(rest0, rest1)} == {"kernel"}  # later convolutions train, BatchNorm not
+    # The same run without it trains the stem too, so the assertion above can fail.
+    model = _tiny_model("small_cnn", freeze=True, widths=[4, 8])
+    stem0, _ = stem_and_rest(model)
+    model.fit(_batches(), epochs=2, callbacks=[HeadWarmup(1, True, lambda _: None)], verbose=0)
+    assert moved(stem0, stem_and_rest(model)[0])
+
+
+def test_freeze_until_an_unknown_layer_names_close_ones():
+    with pytest.raises(ConfigError) as err:
+        _tiny_model("keras/MobileNet", freeze=False, freeze_until="conv_pw_5_rel", alpha=0.25)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("model.freeze_until:") and "conv_pw_5_relu" in message
 
 
 def test_jit_auto_measures_both_ways_and_leaves_the_model_as_it_was():

@@ -58,6 +58,7 @@ class ModelConfig:
     embedding_dim: int = _f(128, min=1)
     pooling: str = _f("avg+max", choices=("avg", "max", "avg+max"))
     freeze_batchnorm: bool = _f(False)
+    freeze_until: Optional[str] = _f(None)  # freeze the backbone from its input through this layer
 
 
 @dataclass

@@ -6,9 +6,9 @@ from tfdml.models.dml_model import PARAMETER_GROUPS, DMLModel
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import ScaledSchedule, scaled_clone
 from tfdml.models.pixels import CaffePreprocess, PixelConvention
-from tfdml.models.registry import (BACKBONES, backbone_arguments, build_backbone, freeze_batchnorm, register_backbone,
-                                   resolve_backbone)
+from tfdml.models.registry import (BACKBONES, backbone_arguments, build_backbone, freeze_batchnorm, freeze_through,
+                                   register_backbone, resolve_backbone)
 
 __all__ = ["BACKBONES", "build_backbone", "register_backbone", "resolve_backbone", "backbone_arguments",
-           "freeze_batchnorm", "DMLModel", "PARAMETER_GROUPS", "EmbeddingHead", "CaffePreprocess", "PixelConvention",
+           "freeze_batchnorm", "freeze_through", "DMLModel", "PARAMETER_GROUPS", "EmbeddingHead", "CaffePreprocess", "PixelConvention",
            "ScaledSchedule", "scaled_clone"]

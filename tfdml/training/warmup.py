@@ -10,21 +10,23 @@ from typing import Callable
 
 import keras
 
-from tfdml.models.registry import freeze_batchnorm
+from tfdml.models.registry import freeze_batchnorm, freeze_through
 
 
 class HeadWarmup(keras.callbacks.Callback):
     """Freeze `model.backbone` for the first `epochs` epochs, then unfreeze it (BatchNorm stays frozen
-    when `keep_batchnorm_frozen`). The state follows the epoch number, so a run resumed inside the
+    when `keep_batchnorm_frozen`, and the layers through `freeze_until` when it names one). The state follows the epoch number, so a run resumed inside the
     warm-up stays inside it. Changing what is trainable retraces the training step.
 
     Example (not run as a doctest: it needs a model and a training dataset):
         >>> model.fit(train_ds, epochs=40, callbacks=[HeadWarmup(5)])  # doctest: +SKIP
     """
 
-    def __init__(self, epochs: int, keep_batchnorm_frozen: bool = False, log: Callable[[str], None] = print) -> None:
+    def __init__(self, epochs: int, keep_batchnorm_frozen: bool = False, log: Callable[[str], None] = print,
+                 freeze_until: str | None = None) -> None:
         super().__init__()
         self.epochs, self.keep_batchnorm_frozen, self.log = int(epochs), keep_batchnorm_frozen, log
+        self.freeze_until = freeze_until
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         backbone = self.model.backbone
@@ -32,6 +34,8 @@ class HeadWarmup(keras.callbacks.Callback):
         if backbone.trainable == trainable:
             return
         backbone.trainable = trainable  # Keras sets every sub-layer, BatchNormalization included
+        if trainable and self.freeze_until:
+            freeze_through(backbone, self.freeze_until)
         if trainable and self.keep_batchnorm_frozen:
             freeze_batchnorm(backbone)
         self.model.make_train_function(force=True)  # the traced step captured the old variable list
