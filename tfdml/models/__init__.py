@@ -10,5 +10,5 @@ from tfdml.models.registry import (BACKBONES, backbone_arguments, build_backbone
                                    register_backbone, resolve_backbone)
 
 __all__ = ["BACKBONES", "build_backbone", "register_backbone", "resolve_backbone", "backbone_arguments",
-           "freeze_batchnorm", "freeze_through", "DMLModel", "PARAMETER_GROUPS", "EmbeddingHead", "CaffePreprocess", "PixelConvention",
-           "ScaledSchedule", "scaled_clone"]
+           "freeze_batchnorm", "freeze_through", "DMLModel", "PARAMETER_GROUPS", "EmbeddingHead", "CaffePreprocess",
+           "PixelConvention", "ScaledSchedule", "scaled_clone"]

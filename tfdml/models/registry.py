@@ -134,8 +134,8 @@ def freeze_through(model: keras.layers.Layer, last: str) -> int:
     if last not in names:
         close = difflib.get_close_matches(last, names, n=3, cutoff=0.6)
         hint = f"close: {', '.join(close)}" if close else f"its layers run from {names[1]} to {names[-1]}"
-        raise ConfigError(f"model.freeze_until: {model.name} has no layer `{last}` ({hint}); "
-                          f"give a layer name of the backbone, listed by `build_backbone(...).summary(expand_nested=True)`")
+        raise ConfigError(f"model.freeze_until: {model.name} has no layer `{last}` ({hint}); give a layer name "
+                          "of the backbone, as `build_backbone(...).summary(expand_nested=True)` lists them")
     frozen = leaves[:names.index(last) + 1]
     for layer in frozen:
         layer.trainable = False

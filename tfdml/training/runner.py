@@ -124,7 +124,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
             validation,  # first: later callbacks log and checkpoint its val_* metrics
             *rounds,
             *([HeadWarmup(config.train.head_warmup_epochs, config.model.freeze_batchnorm, log,
-                                    config.model.freeze_until)]
+                          freeze_until=config.model.freeze_until)]
               if config.train.head_warmup_epochs else []),
             NaNGuard(checkpoint.last_path, non_finite_hint(config.optimizer.learning_rate)),
             budget,

@@ -15,8 +15,9 @@ from tfdml.models.registry import freeze_batchnorm, freeze_through
 
 class HeadWarmup(keras.callbacks.Callback):
     """Freeze `model.backbone` for the first `epochs` epochs, then unfreeze it (BatchNorm stays frozen
-    when `keep_batchnorm_frozen`, and the layers through `freeze_until` when it names one). The state follows the epoch number, so a run resumed inside the
-    warm-up stays inside it. Changing what is trainable retraces the training step.
+    when `keep_batchnorm_frozen`, and the stem through the layer `freeze_until` when it names one). The
+    state follows the epoch number, so a run resumed inside the warm-up stays inside it. Changing what
+    is trainable retraces the training step.
 
     Example (not run as a doctest: it needs a model and a training dataset):
         >>> model.fit(train_ds, epochs=40, callbacks=[HeadWarmup(5)])  # doctest: +SKIP
