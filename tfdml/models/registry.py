@@ -133,13 +133,22 @@ def freeze_through(model: keras.layers.Layer, last: str) -> int:
     names = [la.name for la in leaves]
     if last not in names:
         close = difflib.get_close_matches(last, names, n=3, cutoff=0.6)
-        hint = f"close: {', '.join(close)}" if close else f"its layers run from {names[1]} to {names[-1]}"
+        hint = f"close: {', '.join(close)}" if close else f"its layers run from {names[0]} to {names[-1]}"
         raise ConfigError(f"model.freeze_until: {model.name} has no layer `{last}` ({hint}); give a layer name "
                           "of the backbone, as `build_backbone(...).summary(expand_nested=True)` lists them")
     frozen = leaves[:names.index(last) + 1]
     for layer in frozen:
         layer.trainable = False
     return sum(1 for la in frozen if la.weights)
+
+
+def freeze_fixed_parts(backbone: keras.layers.Layer, until: str | None = None, batchnorm: bool = False) -> None:
+    """What a run keeps fixed in its backbone (`model.freeze_until`, `model.freeze_batchnorm`), in one
+    place: applied when the model is built and again when the head warm-up unfreezes the backbone."""
+    if until:
+        freeze_through(backbone, until)
+    if batchnorm:
+        freeze_batchnorm(backbone)
 
 
 def freeze_batchnorm(model: keras.layers.Layer) -> int:

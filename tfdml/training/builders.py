@@ -20,7 +20,8 @@ from tfdml.distribute import num_replicas, synchronize_batchnorm
 from tfdml.errors import ConfigError
 from tfdml.losses import CrossBatchMemory, MetricLoss, get_loss, supports
 from tfdml.mixing import Metrix
-from tfdml.models import DMLModel, EmbeddingHead, build_backbone, freeze_batchnorm, freeze_through
+from tfdml.models import DMLModel, EmbeddingHead, build_backbone
+from tfdml.models.registry import freeze_fixed_parts
 
 
 @dataclass
@@ -107,10 +108,7 @@ def build_model(config: Config, num_classes: int | None = None, ccp: CCP | None 
     size = config.data.image_size
     with _values_of("model.backbone_args"):
         backbone = build_backbone(cfg.backbone, (size, size, 3), weights=cfg.backbone_weights, **cfg.backbone_args)
-    if cfg.freeze_until:
-        freeze_through(backbone, cfg.freeze_until)
-    if cfg.freeze_batchnorm:
-        freeze_batchnorm(backbone)
+    freeze_fixed_parts(backbone, cfg.freeze_until, cfg.freeze_batchnorm)
     if num_replicas() > 1:
         synchronize_batchnorm(backbone)
     # CCP normalises by the unit-ball projection alone (its supplement); an L2 head would make it a no-op.

@@ -10,7 +10,7 @@ from typing import Callable
 
 import keras
 
-from tfdml.models.registry import freeze_batchnorm, freeze_through
+from tfdml.models.registry import freeze_fixed_parts
 
 
 class HeadWarmup(keras.callbacks.Callback):
@@ -35,10 +35,8 @@ class HeadWarmup(keras.callbacks.Callback):
         if backbone.trainable == trainable:
             return
         backbone.trainable = trainable  # Keras sets every sub-layer, BatchNormalization included
-        if trainable and self.freeze_until:
-            freeze_through(backbone, self.freeze_until)
-        if trainable and self.keep_batchnorm_frozen:
-            freeze_batchnorm(backbone)
+        if trainable:
+            freeze_fixed_parts(backbone, self.freeze_until, self.keep_batchnorm_frozen)
         self.model.make_train_function(force=True)  # the traced step captured the old variable list
         self.log(f"head warm-up: backbone frozen for epochs 1-{self.epochs}" if not trainable
                  else f"head warm-up done after epoch {epoch}: fine-tuning the backbone")
