@@ -192,6 +192,39 @@ def test_eval_of_the_run_and_of_its_saved_model_gives_the_run_test_metrics(train
     assert json.loads((tmp_path / "train.json").read_text())["images"] == 4 * PER_CLASS
 
 
+def test_eval_weights_last_skips_the_best_epochs_weights(trained, tmp_path, capsys):
+    # A copy of the run whose best.weights.h5 differs from its last epoch (the run trained one epoch, so its
+    # metrics.json is the last epoch's): the default takes best, --weights last ignores it.
+    import shutil
+
+    import keras
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir, ignore=shutil.ignore_patterns("saved_model", "retrieval_model"))
+    model = keras.models.load_model(run_dir / "checkpoints" / "last.keras", compile=False)
+    rng = np.random.default_rng(1)
+    model.set_weights([w + rng.normal(0, 0.5, w.shape).astype(w.dtype) if w.dtype.kind == "f" else w
+                       for w in model.get_weights()])
+    model.save_weights(run_dir / "checkpoints" / "best.weights.h5")
+    expected = json.loads((trained / "metrics.json").read_text())["test"]
+
+    assert eval_cli.main([str(run_dir), "--weights", "last"]) == 0
+    last = json.loads((run_dir / "eval_csv_test_last.json").read_text())
+    assert last["weights"] == "last" and "its last epoch's weights" in capsys.readouterr().out
+    for name, value in last["metrics"].items():
+        assert value == pytest.approx(expected[name], abs=1e-6), name
+    assert eval_cli.main([str(run_dir)]) == 0
+    best = json.loads((run_dir / "eval_csv_test.json").read_text())
+    assert best["weights"] == "best" and best["metrics"]["map@r"] != pytest.approx(expected["map@r"], abs=1e-3)
+
+    # A SavedModel has one set of weights: one line saying so, nothing written.
+    assert eval_cli.main([str(trained / "saved_model"), "--dataset", str(trained / "config.yaml"),
+                          "--weights", "last", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a SavedModel" in err[0] and "RUN_DIR" in err[0], err
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_eval_worst_lists_and_draws_the_queries_of_lowest_average_precision(trained, tmp_path, capsys):
     png = tmp_path / "worst.png"
     assert eval_cli.main([str(trained), "--worst", "3", "--png", str(png), "--out", str(tmp_path / "w.json")]) == 0

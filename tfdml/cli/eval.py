@@ -1,7 +1,10 @@
-"""`tfdml-eval RUN_DIR|SAVEDMODEL [--dataset NAME|CONFIG|DIR] [--split ...] [--out JSON] [--worst N [--png GRID]]`.
+"""`tfdml-eval RUN_DIR|SAVEDMODEL [--dataset NAME|CONFIG|DIR] [--split ...] [--weights best|last] [--out JSON]
+[--worst N [--png GRID]]`.
 
 With a RUN_DIR: the run's model (the weights its test used) on the run's dataset and split: the
-test split gives the run's metrics.json test metrics again. With a SavedModel that tfdml exported
+test split gives the run's metrics.json test metrics again. `--weights last` takes the last epoch's
+weights instead of the best validation epoch's (what model selection changed; written to
+eval_<dataset>_<split>_last.json by default). With a SavedModel that tfdml exported
 (saved_model/ or retrieval_model/), --dataset is needed. Metrics: Recall@K, P@1, R-Precision,
 MAP@R (and NMI when the config sets eval.nmi), computed by the code the training evaluation uses,
 queries searching a separate gallery where the dataset has one (In-Shop).
@@ -23,6 +26,7 @@ Examples:
     tfdml-eval runs/cub/saved_model --dataset cub --root /data/cub --out cub_test.json
     tfdml-eval runs/products --dataset /data/new_products
     tfdml-eval runs/emoji --worst 8 --png worst.png
+    tfdml-eval runs/emoji --weights last
 """
 
 from __future__ import annotations
@@ -49,23 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", metavar="DIR", help="the dataset's data.root (where its files are)")
     parser.add_argument("--split", choices=SPLITS, help="default: test (all for a folder)")
     parser.add_argument("--backend", choices=BACKENDS, help="the neighbour search (default: the config's eval.backend)")
+    parser.add_argument("--weights", choices=("best", "last"), default="best",
+                        help="a RUN_DIR's weights: the epoch its test used (default) or its last epoch")
     parser.add_argument("--out", metavar="JSON", help="where to write the metrics")
     parser.add_argument("--worst", type=int, metavar="N", help="list the N queries of lowest AP@R and their matches")
     parser.add_argument("--png", metavar="GRID", help="draw the --worst queries and their top matches as a PNG grid")
     args = parser.parse_args(argv)
     return run_command("tfdml-eval", lambda: evaluate(args.model, dataset=args.dataset, root=args.root,
                                                       split=args.split, backend=args.backend, out=args.out,
-                                                      worst=args.worst, png=args.png))
+                                                      worst=args.worst, png=args.png, weights=args.weights))
 
 
 def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None = None, split: str | None = None,
              backend: str | None = None, out: str | Path | None = None,
              log: Callable[[str], None] = print, verbose: int | str = "auto", worst: int | None = None,
-             png: str | Path | None = None) -> dict[str, Any]:
+             png: str | Path | None = None, weights: str = "best") -> dict[str, Any]:
     """Evaluate a run or an exported SavedModel as `tfdml-eval` does; return what it writes as JSON.
 
     `worst` adds the `worst` queries of lowest AP@R (`worst_queries`) and `png` draws them. `verbose`
     (0, 1, 2, "auto": a bar on a terminal, one line otherwise) shows the embedding's and the search's progress.
+    `weights` ("best" or "last") picks a run's checkpoint (`load_run`); a SavedModel has one set of weights.
 
     Example (not run as a doctest: it needs a trained run):
         >>> evaluate("runs/emoji")["metrics"]["map@r"]  # doctest: +SKIP
@@ -89,6 +96,9 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     source = Path(model)
     run_config = None
     if (source / "saved_model.pb").is_file():
+        if weights != "best":
+            raise ConfigError(f"--weights {weights} picks a run directory's checkpoint, but {source} is a SavedModel "
+                              "(one set of weights): pass its RUN_DIR instead, or drop --weights")
         exported = load_exported(source)
         if dataset is None:
             raise ConfigError(f"{source} is a SavedModel, which does not record its dataset: pass --dataset (a config "
@@ -96,8 +106,9 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
         embedder: Any = exported.embed
         size, resize, described = exported.image_size, exported.resize, f"the {exported.kind} SavedModel {source}"
     else:
-        run_config, embedder = load_run(source)
-        size, resize, described = run_config.data.image_size, run_config.data.eval_resize, f"the run {source}"
+        run_config, embedder = load_run(source, weights)
+        described = f"the run {source}" + (" (its last epoch's weights)" if weights == "last" else "")
+        size, resize = run_config.data.image_size, run_config.data.eval_resize
     config, is_folder = _dataset_config(dataset, run_config)
     data = dataclasses.replace(config.data, image_size=size, eval_resize=resize)
     if root is not None:
@@ -115,7 +126,8 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     embeddings = embed_table(embedder, table, image_size=size, resize=resize, batch_size=config.eval.batch_size,
                              bbox_crop=data.bbox_crop, verbose=verbose)
     metrics = evaluate_table(embeddings, table.label, table, config, backend=backend, verbose=verbose)
-    result = {"model": str(source), "dataset": data.dataset, "root": data.root, "split": split,
+    result = {"model": str(source), "weights": weights if run_config is not None else "exported",
+              "dataset": data.dataset, "root": data.root, "split": split,
               "images": len(table), "classes": table.num_classes, "metrics": metrics}
     width = max(map(len, metrics))
     for name, value in metrics.items():
@@ -127,7 +139,7 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
             draw_worst(result["worst"], table, png)
             log(f"wrote {png}")
     if out is None:
-        tag = f"{data.dataset}_{split}"
+        tag = f"{data.dataset}_{split}" + ("_last" if run_config is not None and weights == "last" else "")
         out = (source / f"eval_{tag}.json" if run_config is not None
                else source.parent / f"eval_{source.name}_{tag}.json")
     out = Path(out)

@@ -218,17 +218,20 @@ def evaluate_table(embeddings: np.ndarray, labels: np.ndarray, table: DatasetTab
                               compute_nmi=config.eval.nmi, seed=config.seed, verbose=verbose, **masks)
 
 
-def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
+def load_run(run_dir: str | Path, weights: str = "best") -> tuple[Config, keras.Model]:
     """The config and the model of a finished (or interrupted) run, with the weights it was tested with.
 
     The model comes from `checkpoints/last.keras` with `best.weights.h5` loaded over it when there is
     one (the best validation epoch, as the run's test used); without it, the last epoch's weights.
+    `weights="last"` keeps the last epoch's weights anyway (to see what model selection changed).
 
     Example (not run as a doctest: it needs a trained run):
         >>> config, model = load_run("runs/emoji")  # doctest: +SKIP
         >>> model(images).shape  # doctest: +SKIP
         TensorShape([8, 128])
     """
+    if weights not in ("best", "last"):
+        raise ConfigError(f"weights={weights!r}: expected 'best' (the epoch the run tested) or 'last'")
     run_dir = Path(run_dir)
     hint = "expected a run directory that tfdml-train wrote (<output_dir>/<name>/ with config.yaml and checkpoints/)"
     if not run_dir.exists():
@@ -245,7 +248,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, keras.Model]:
                             f"train it with `tfdml-train {config_path}` (rerunning resumes)")
     try:
         model = keras.models.load_model(last, compile=False)
-        if best.is_file():
+        if weights == "best" and best.is_file():
             model.load_weights(best)
     except Exception as err:  # noqa: BLE001 - a damaged or foreign checkpoint
         raise ArtifactError(f"the checkpoint in {checkpoints} cannot be loaded ({type(err).__name__}: {err}); "
