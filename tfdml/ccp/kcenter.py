@@ -57,3 +57,23 @@ def greedy_k_center(pool: np.ndarray, valid: np.ndarray, previous: np.ndarray, k
         n = int(counts[row])
         chosen[row, n:] = chosen[row, np.arange(n, k) % n]
     return chosen
+
+
+def pack_by_class(embeddings: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows `[N, D]` with dense labels `0..C-1` as a padded `[C, b, D]` pool and its `[C, b]` validity mask.
+
+    Example:
+        >>> pool, valid = pack_by_class(np.array([[1.0], [2.0], [3.0]]), np.array([1, 0, 1]), 2)
+        >>> pool[..., 0].tolist(), valid.tolist()
+        ([[2.0, 0.0], [1.0, 3.0]], [[True, False], [True, True]])
+    """
+    labels = np.asarray(labels)
+    sizes = np.bincount(labels, minlength=num_classes)
+    if (sizes == 0).any():
+        raise ValueError(f"the pool has no image of classes {np.flatnonzero(sizes == 0)[:5].tolist()}")
+    order = np.argsort(labels, kind="stable")
+    slot = np.arange(len(labels)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    pool = np.zeros((num_classes, sizes.max(), embeddings.shape[1]), np.float32)
+    valid = np.zeros((num_classes, sizes.max()), bool)
+    pool[labels[order], slot], valid[labels[order], slot] = embeddings[order], True
+    return pool, valid

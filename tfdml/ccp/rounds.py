@@ -44,7 +44,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from tfdml.ccp.kcenter import greedy_k_center
+from tfdml.ccp.kcenter import greedy_k_center, pack_by_class
 from tfdml.ccp.objective import CCPLoss, ProximalTerm
 from tfdml.ccp.state import RoundState
 from tfdml.losses import core
@@ -191,15 +191,7 @@ class CCPRounds(keras.callbacks.Callback):
         bank = self.loss.bank
         c, k = bank.num_classes, bank.proxies_per_class
         embeddings, labels = self.pool(self.model, self.state.current)
-        embeddings = unit_ball(embeddings)  # the space the loss compares in
-        sizes = np.bincount(labels, minlength=c)
-        if (sizes == 0).any():
-            raise ValueError(f"the CCP pool has no image of classes {np.flatnonzero(sizes == 0)[:5].tolist()}")
-        order = np.argsort(labels, kind="stable")
-        slot = np.arange(len(labels)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        pool = np.zeros((c, sizes.max(), embeddings.shape[1]), np.float32)
-        valid = np.zeros((c, sizes.max()), bool)
-        pool[labels[order], slot], valid[labels[order], slot] = embeddings[order], True
+        pool, valid = pack_by_class(unit_ball(embeddings), labels, c)  # the space the loss compares in
         old = bank.proxies.numpy()
         start = (np.asarray(bank.per_class(unit_ball(previous))) if previous is not None
                  else np.zeros((c, 0, embeddings.shape[1])))

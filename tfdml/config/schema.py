@@ -73,6 +73,8 @@ class LossConfig:
     name: str = _f("multi_similarity")
     args: dict[str, Any] = _f({})
     xbm: XbmConfig = field(default_factory=XbmConfig)
+    # Proxy losses: `samples` starts each class's proxy at its training images' mean embedding (random: Keras's init)
+    proxy_init: str = _f("random", choices=("random", "samples"))
 
 
 @dataclass

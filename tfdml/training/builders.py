@@ -18,7 +18,7 @@ from tfdml.data.pipeline import find_bad_images
 from tfdml.data.split import fold_split
 from tfdml.distribute import num_replicas, synchronize_batchnorm
 from tfdml.errors import ConfigError
-from tfdml.losses import CrossBatchMemory, MetricLoss, get_loss, supports
+from tfdml.losses import CrossBatchMemory, MetricLoss, get_loss, losses_supporting, supports
 from tfdml.mixing import Metrix
 from tfdml.models import DMLModel, EmbeddingHead, build_backbone
 from tfdml.models.registry import freeze_fixed_parts
@@ -127,6 +127,13 @@ def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:
     """`loss.name` with `loss.args`, wrapped in a cross-batch memory when `loss.xbm.memory_size > 0`
     (CCP's objective around it comes from `build_ccp`)."""
     loss_args = dict(config.loss.args)
+    if config.loss.proxy_init == "samples":
+        if config.ccp.enabled:
+            raise ConfigError("loss.proxy_init=samples and ccp.enabled: CCP seeds its proxies itself (k-center from "
+                              "samples at round 1); set loss.proxy_init=random")
+        if not supports(config.loss.name, "has_proxies"):
+            raise ConfigError(f"loss.proxy_init=samples seeds a proxy loss's proxies, and {config.loss.name} has none: "
+                              f"use one of {', '.join(losses_supporting('has_proxies'))}, or loss.proxy_init=random")
     if supports(config.loss.name, "has_proxies"):  # proxy losses are sized by the training classes
         loss_args.setdefault("num_classes", num_classes)
     with _values_of("loss.args"):

@@ -34,6 +34,7 @@ from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
 from tfdml.training.projector import write_projector
+from tfdml.training.proxy_seeding import SEED_POOL_SIZE, SeedProxies, find_bank
 from tfdml.training.resume import restore, resume_state, set_rates_from_config
 from tfdml.training.warmup import HeadWarmup
 
@@ -120,7 +121,13 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
             pool = table_pool(data.train, ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed,
                               verbose=config.train.verbose)
             rounds = [ccp.rounds(validation, pool, log=log)]
+        seeding = []
+        if config.loss.proxy_init == "samples" and start_epoch == 0:  # a resumed run keeps its trained proxies
+            pool = table_pool(data.train, SEED_POOL_SIZE, lambda t: data.eval_dataset(t, config), config.seed,
+                              verbose=config.train.verbose)
+            seeding = [SeedProxies(find_bank(model.metric_loss), pool, log=log)]
         callbacks = [
+            *seeding,  # before the first step
             validation,  # first: later callbacks log and checkpoint its val_* metrics
             *rounds,
             *([HeadWarmup(config.train.head_warmup_epochs, config.model.freeze_batchnorm, log,
