@@ -128,7 +128,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
             seeding = [SeedProxies(find_bank(model.metric_loss), pool, log=log)]
         callbacks = [
             *seeding,  # before the first step
-            validation,  # first: later callbacks log and checkpoint its val_* metrics
+            validation,  # before the rest: they log and checkpoint its val_* metrics
             *rounds,
             *([HeadWarmup(config.train.head_warmup_epochs, config.model.freeze_batchnorm, log,
                           freeze_until=config.model.freeze_until)]
