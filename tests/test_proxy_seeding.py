@@ -12,9 +12,10 @@ from tfdml.ccp import table_pool
 from tfdml.config import load_config
 from tfdml.errors import ConfigError
 from tfdml.evaluation.callback import embed_dataset
+from tfdml.losses import unwrap
 from tfdml.training import run
 from tfdml.training.builders import build_data, build_model
-from tfdml.training.proxy_seeding import SEED_POOL_SIZE, SeedProxies, class_seeds, find_bank
+from tfdml.training.proxy_seeding import SEED_POOL_SIZE, SeedProxies, class_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["sampler.batch_size=32", "train.steps_per_epoch=3", "model.backbone_args.widths=[8,16]",
@@ -47,7 +48,7 @@ def test_seeding_puts_each_proxy_at_its_class_mean_embedding(tmp_path):
     config = tiny_config(tmp_path, "loss.proxy_init=samples")
     data = build_data(config, log=lambda _: None)
     model = build_model(config, num_classes=data.train.num_classes)
-    bank = find_bank(model.metric_loss)
+    bank = unwrap(model.metric_loss).bank
     before = bank.proxies.numpy().copy()
     pool = table_pool(data.train, SEED_POOL_SIZE, lambda t: data.eval_dataset(t, config), seed=0)
     messages: list[str] = []
@@ -72,7 +73,7 @@ def test_a_resumed_run_keeps_its_trained_proxies(tmp_path):
 
     class Proxies(keras.callbacks.Callback):  # the proxies when training (re)starts, after any seeding
         def on_train_begin(self, logs=None):
-            self.at_start = find_bank(self.model.metric_loss).proxies.numpy().copy()
+            self.at_start = unwrap(self.model.metric_loss).bank.proxies.numpy().copy()
 
     first, messages = Proxies(), []
     with pytest.raises(KeyboardInterrupt):
@@ -80,7 +81,7 @@ def test_a_resumed_run_keeps_its_trained_proxies(tmp_path):
             callbacks=[first, Interrupt()])
     assert sum("proxies seeded" in m for m in messages) == 1
     saved = keras.models.load_model(tmp_path / "cut" / "checkpoints" / "last.keras")
-    trained = find_bank(saved.metric_loss).proxies.numpy()
+    trained = unwrap(saved.metric_loss).bank.proxies.numpy()
     assert not np.allclose(trained, first.at_start, atol=1e-6)  # epoch 1 moved them
 
     resumed, messages = Proxies(), []

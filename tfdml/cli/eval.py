@@ -139,7 +139,7 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
             draw_worst(result["worst"], table, png)
             log(f"wrote {png}")
     if out is None:
-        tag = f"{data.dataset}_{split}" + ("_last" if run_config is not None and weights == "last" else "")
+        tag = f"{data.dataset}_{split}" + ("_last" if weights == "last" else "")  # a SavedModel was refused
         out = (source / f"eval_{tag}.json" if run_config is not None
                else source.parent / f"eval_{source.name}_{tag}.json")
     out = Path(out)

@@ -16,40 +16,28 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import keras
 import numpy as np
 
 from tfdml.ccp.kcenter import greedy_k_center, pack_by_class
 from tfdml.ccp.rounds import Pool
+from tfdml.evaluation.neighbours import l2_normalise
 from tfdml.losses.proxies import ProxyBank
 
 #: Training images per class embedded to seed its proxies (CCP's default pool size).
 SEED_POOL_SIZE = 12
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def class_seeds(embeddings: np.ndarray, labels: np.ndarray, num_classes: int, k: int) -> np.ndarray:
     """`[C, k, D]` starting proxies: each class's normalised mean embedding (k = 1), or k of its unit
     embeddings picked by greedy k-center (k > 1). `labels` are dense, `0..C-1`."""
-    pool, valid = pack_by_class(_unit(np.asarray(embeddings, np.float32)), labels, num_classes)
+    pool, valid = pack_by_class(l2_normalise(embeddings), labels, num_classes)
     if k == 1:
-        return _unit((pool * valid[..., None]).sum(axis=1, keepdims=True))
+        return l2_normalise((pool * valid[..., None]).sum(axis=1))[:, None]
     chosen = greedy_k_center(pool, valid, np.zeros((num_classes, 0, pool.shape[-1])), k)
     return pool[np.arange(num_classes)[:, None], chosen]
-
-
-def find_bank(loss: Any) -> ProxyBank | None:
-    """The `ProxyBank` of a loss or of the loss a wrapper (cross-batch memory, CCP) holds; None without one."""
-    while loss is not None:
-        if isinstance(getattr(loss, "bank", None), ProxyBank):
-            return loss.bank
-        loss = getattr(loss, "inner", None)
-    return None
 
 
 class SeedProxies(keras.callbacks.Callback):

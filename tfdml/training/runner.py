@@ -29,12 +29,13 @@ from tfdml.evaluation.callback import RetrievalValidation, embed_dataset
 from tfdml.evaluation.neighbours import as_unit_rows
 from tfdml.evaluation.progress import Verbose, resolve_verbose
 from tfdml.export import export_saved_model
+from tfdml.losses import unwrap
 from tfdml.training.builders import build_ccp, build_data, build_model, build_optimizer, proxy_rate_warning
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
 from tfdml.training.projector import write_projector
-from tfdml.training.proxy_seeding import SEED_POOL_SIZE, SeedProxies, find_bank
+from tfdml.training.proxy_seeding import SEED_POOL_SIZE, SeedProxies
 from tfdml.training.resume import restore, resume_state, set_rates_from_config
 from tfdml.training.warmup import HeadWarmup
 
@@ -125,7 +126,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         if config.loss.proxy_init == "samples" and start_epoch == 0:  # a resumed run keeps its trained proxies
             pool = table_pool(data.train, SEED_POOL_SIZE, lambda t: data.eval_dataset(t, config), config.seed,
                               verbose=config.train.verbose)
-            seeding = [SeedProxies(find_bank(model.metric_loss), pool, log=log)]
+            seeding = [SeedProxies(unwrap(model.metric_loss).bank, pool, log=log)]  # under a memory too
         callbacks = [
             *seeding,  # before the first step
             validation,  # before the rest: they log and checkpoint its val_* metrics
