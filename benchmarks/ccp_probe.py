@@ -1,6 +1,6 @@
 """Why CCP trails its plain loss in the pretrained regime: probes on the validation classes.
 
-    .venv/bin/python benchmarks/ccp_probe.py [--loss c2] [--epochs 12] [--only ccp ...] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/ccp_probe.py [--loss c2] [--epochs 12] [--only ccp ...] [--seeds 0 1 2] [KEY=VALUE ...]
 
 CCP on `emoji_pretrained.yaml` at 64 px (seed 0 unless `--seeds`), as `benchmarks/methods.py` runs it (K 8, pool 3,
 proxies at the backbone's learning rate), against single changes: the proxies at x100 (the
@@ -37,14 +37,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--only", nargs="*", default=list(PROBES))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("overrides", nargs="*", help="config overrides for every run (part of the run's name)")
     args = parser.parse_args()
+    suffix = "".join(f"_{o}" for o in args.overrides)
     print("| probe | seed | validation MAP@R per epoch | best | rounds | test R@1 / MAP@R |\n|---|---|---|---|---|---|")
     for name in args.only:
         for seed in args.seeds:
-            metrics = train("emoji_pretrained", f"{args.loss}_{name}_e{args.epochs}" + (f"_s{seed}" if seed else ""),
+            metrics = train("emoji_pretrained", f"{args.loss}_{name}_e{args.epochs}" + (f"_s{seed}" if seed else "") + suffix,
                             "probe_ccp", [*loss_overrides(LOSSES[args.loss][1]), "data.image_size=64",
                                           f"train.epochs={args.epochs}", "train.time_budget_s=null",
-                                          "train.jit_compile=false", f"seed={seed}", *PROBES[name]])
+                                          "train.jit_compile=false", f"seed={seed}", *PROBES[name], *args.overrides])
             curve = [v["map@r"] for v in metrics["validation"]]
             rounds = max((v.get("ccp_round", 0) for v in metrics["validation"]), default=0)
             test = metrics["test"]
