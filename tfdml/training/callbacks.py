@@ -9,7 +9,6 @@ import math
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +16,7 @@ import keras
 
 from tfdml.errors import NON_FINITE_HINT, ArtifactError, TfdmlError
 from tfdml.evaluation.callback import RetrievalValidation
+from tfdml.training.budget import TimeBudget, budget_state
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -39,23 +39,6 @@ class NaNGuard(keras.callbacks.Callback):
                 f"the training loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}. "
                 f"{self.hint}{hint}"
             )
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stop at the end of the epoch in which `budget_s` seconds of training (across resumes) ran out."""
-
-    def __init__(self, budget_s: float | None, already_spent_s: float = 0.0) -> None:
-        super().__init__()
-        self.budget_s, self.spent_s = budget_s, already_spent_s
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._start = time.monotonic()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.spent_s += time.monotonic() - self._start
-        if self.budget_s is not None and self.spent_s >= self.budget_s:
-            self.model.stop_training = True
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -86,7 +69,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             "epoch": epoch + 1,
             "best_value": self.validation.best_value,
             "best_epoch": self.validation.best_epoch,
-            "spent_s": self.budget.spent_s,
+            **budget_state(self.budget),
             "validation": self.validation.history,
         }
         writers = {self.last_path: self.model.save,

@@ -15,7 +15,8 @@ from tfdml.config import Config, config_from_dict, diff_configs
 from tfdml.config.schema import RESUMABLE_KEYS
 from tfdml.errors import ConfigError
 from tfdml.evaluation.callback import RetrievalValidation
-from tfdml.training.callbacks import RunCheckpoint, TimeBudget
+from tfdml.training.budget import TimeBudget
+from tfdml.training.callbacks import RunCheckpoint
 
 
 def resume_state(run_dir: Path, config: Config, log: Any = print) -> dict | None:
@@ -79,4 +80,5 @@ def restore(model: Any, checkpoint: RunCheckpoint, validation: RetrievalValidati
     validation.best_value, validation.best_epoch = float(state["best_value"]), int(state["best_epoch"])
     validation.history = list(state.get("validation", []))
     budget.spent_s = float(state.get("spent_s", 0.0))
+    budget.horizon = int(state["horizon"]) if state.get("horizon") is not None else None
     return int(state["epoch"])

@@ -31,7 +31,8 @@ from tfdml.evaluation.progress import Verbose, resolve_verbose
 from tfdml.export import export_saved_model
 from tfdml.losses import unwrap
 from tfdml.training.builders import build_ccp, build_data, build_model, build_optimizer, proxy_rate_warning
-from tfdml.training.callbacks import NaNGuard, RunCheckpoint, TimeBudget
+from tfdml.training.budget import FitScheduleToBudget, TimeBudget, apply_horizon
+from tfdml.training.callbacks import NaNGuard, RunCheckpoint
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
 from tfdml.training.projector import write_projector
@@ -112,11 +113,12 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         save_config(config, run_dir / "config.yaml")
 
     out_of_time = config.train.time_budget_s is not None and budget.spent_s >= config.train.time_budget_s
+    epochs = apply_horizon(model, budget, steps, config.train.epochs)  # a resumed run keeps its fitted schedule
     jit_report: dict[str, Any] = {"chosen": model.jit_compile}
-    if start_epoch < config.train.epochs and not out_of_time:
+    if start_epoch < epochs and not out_of_time:
         if config.train.jit_compile == "auto":
             jit_report = _choose_jit(model, data.train_dataset(config, start_epoch * steps), data.train, strategy, log,
-                                     steps * (config.train.epochs - start_epoch))
+                                     steps * (epochs - start_epoch))
         rounds = []
         if ccp is not None:  # after validation, before checkpointing: it acts on this epoch's metric
             pool = table_pool(data.train, ccp.pool_size, lambda t: data.eval_dataset(t, config), config.seed,
@@ -136,11 +138,13 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
               if config.train.head_warmup_epochs else []),
             NaNGuard(checkpoint.last_path, non_finite_hint(config.optimizer.learning_rate)),
             budget,
+            *([FitScheduleToBudget(budget, config.train.epochs, steps, config.train.head_warmup_epochs, log)]
+              if config.train.fit_schedule_to_budget else []),  # after the budget's clock, before the checkpoint
             *([checkpoint, keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False)] if chief else []),
             *callbacks,
         ]
         with reraise_data_errors(data.train):
-            model.fit(data.train_dataset(config, start_epoch * steps), epochs=config.train.epochs,
+            model.fit(data.train_dataset(config, start_epoch * steps), epochs=epochs,
                       initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
                       verbose=resolve_verbose(config.train.verbose))  # Keras's `auto` draws a bar into files
     elif validation.best_weights is not None:
