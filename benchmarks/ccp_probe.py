@@ -1,6 +1,8 @@
 """Why CCP trails its plain loss in the pretrained regime: probes on the validation classes.
 
-    .venv/bin/python benchmarks/ccp_probe.py [--loss c2] [--epochs 12] [--only ccp ...] [--seeds 0 1 2] [KEY=VALUE ...]
+    .venv/bin/python benchmarks/ccp_probe.py [KEY=VALUE ...] [--loss c2] [--epochs 12] [--only ccp ...] [--seeds 0 1 2]
+
+(overrides first: `--only` and `--seeds` take every word after them)
 
 CCP on `emoji_pretrained.yaml` at 64 px (seed 0 unless `--seeds`), as `benchmarks/methods.py` runs it (K 8, pool 3,
 proxies at the backbone's learning rate), against single changes: the proxies at x100 (the
