@@ -124,7 +124,9 @@ def main() -> None:
     args, extra = parser.parse_known_args()
     from tfdml.config import load_config
 
-    data = load_config(ROOT / "yaml_configs" / "emoji_pretrained.yaml", extra).data
+    # The image and sheet sizes the peer matches; only the data overrides (others, such as sampler.m=1,
+    # may be valid for a proxy loss and not for this config's multi-similarity).
+    data = load_config(ROOT / "yaml_configs" / "emoji_pretrained.yaml", [o for o in extra if o.startswith("data.")]).data
     size, sheet = data.image_size, data.reader_args.get("size", 32)
     rows = []
     for key in args.only or list(LOSSES):
