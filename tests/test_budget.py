@@ -106,7 +106,6 @@ def test_training_run_fits_itself_to_the_budget_and_keeps_that_on_resume(tmp_pat
     assert len(again["validation"]) == horizon
 
 
-def test_fitting_without_a_budget_is_refused(tmp_path):
-    config = tiny_config(tmp_path, "train.fit_schedule_to_budget=true", "train.time_budget_s=null")
+def test_fitting_without_a_budget_is_refused_when_the_config_loads(tmp_path):
     with pytest.raises(ConfigError, match="train.time_budget_s"):
-        run(config, log=lambda _: None)
+        tiny_config(tmp_path, "train.fit_schedule_to_budget=true", "train.time_budget_s=null")

@@ -135,6 +135,10 @@ def _check_consistent(config: Config, origins: dict[str, str]) -> None:
     if ev.monitor.startswith("recall@") and int(ev.monitor.partition("@")[2]) not in ev.ks:
         fail("eval.monitor", f"`eval.monitor` is {ev.monitor!r} but `eval.ks` {list(ev.ks)!r} does not compute it; "
                              f"add {ev.monitor.partition('@')[2]} to eval.ks or monitor map@r")
+    if config.train.fit_schedule_to_budget and config.train.time_budget_s is None:
+        fail("train.fit_schedule_to_budget", "`train.fit_schedule_to_budget` fits the run to train.time_budget_s, "
+                                             "which is null: set a budget in seconds (e.g. train.time_budget_s=600) "
+                                             "or drop fit_schedule_to_budget")
     low, high = config.augment.crop_scale
     if not 0.0 < low <= high <= 1.0:
         fail("augment.crop_scale", f"`augment.crop_scale` is {[low, high]!r}; it must be [low, high] with "

@@ -124,7 +124,7 @@ class TrainConfig:
     epochs: int = _f(40, min=1)
     steps_per_epoch: Optional[int] = _f(None, min=1)
     time_budget_s: Optional[float] = _f(None, min=0.0)
-    # With time_budget_s: after two epochs, shorten the run (and its cosine schedule) to the epochs that fit
+    # With time_budget_s: after its second full epoch (past any head warm-up), shorten the run (and its cosine schedule) to the epochs that fit
     # in the budget at that pace, so the rate decays fully on a slower machine instead of being cut part-way.
     fit_schedule_to_budget: bool = _f(False)
     # XLA: `auto` times a few steps each way at the start of the run and keeps the faster (it can be

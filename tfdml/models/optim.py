@@ -89,3 +89,8 @@ def skip_together(gradients: dict, optimizers: list) -> dict:
     finite = ops.all(ops.stack([ops.all(ops.isfinite(g)) for g in gradients.values()]))
     poison = ops.where(finite, 0.0, float("nan"))
     return {key: g + ops.cast(poison, g.dtype) for key, g in gradients.items()}
+
+
+def model_optimizers(model: keras.Model) -> list:
+    """The model's optimizer and its parameter groups' (`DMLModel.group_optimizers`; a plain Keras model has none)."""
+    return [model.optimizer, *getattr(model, "group_optimizers", {}).values()]

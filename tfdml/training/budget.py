@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import keras
 
+from tfdml.models.optim import model_optimizers
+
 
 class TimeBudget(keras.callbacks.Callback):
     """Stop at the end of the epoch in which `budget_s` seconds of training (across resumes) ran out.
@@ -62,11 +64,6 @@ def set_schedule_length(optimizers: list, total_steps: int) -> None:
         schedule = getattr(schedule, "schedule", schedule)  # a parameter group's ScaledSchedule wraps it
         if isinstance(schedule, keras.optimizers.schedules.CosineDecay):
             schedule.decay_steps = max(1, total_steps - (schedule.warmup_steps or 0))
-
-
-def model_optimizers(model: keras.Model) -> list:
-    """The model's optimizer and its parameter groups' (tfdml's `DMLModel`)."""
-    return [model.optimizer, *getattr(model, "group_optimizers", {}).values()]
 
 
 class FitScheduleToBudget(keras.callbacks.Callback):

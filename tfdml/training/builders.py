@@ -186,9 +186,6 @@ def build_optimizer(config: Config, steps_per_epoch: int) -> keras.optimizers.Op
     elif cfg.schedule == "step":
         rate = keras.optimizers.schedules.ExponentialDecay(
             cfg.learning_rate, decay_steps=cfg.decay_epochs * steps_per_epoch, decay_rate=cfg.decay_rate, staircase=True)
-    if config.train.fit_schedule_to_budget and config.train.time_budget_s is None:
-        raise ConfigError("train.fit_schedule_to_budget fits the run to train.time_budget_s, which is null: "
-                          "set a budget in seconds (e.g. train.time_budget_s=600) or drop fit_schedule_to_budget")
     if cfg.clipnorm is not None and cfg.clipvalue is not None:
         raise ConfigError(f"optimizer.clipnorm={cfg.clipnorm} and optimizer.clipvalue={cfg.clipvalue}: Keras "
                           "optimizers clip one way only; set the other to null")

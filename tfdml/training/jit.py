@@ -16,6 +16,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfdml.models.optim import model_optimizers
+
 
 MARGIN = 0.95  # XLA is kept only when its step is at least 5% faster
 
@@ -71,7 +73,7 @@ def _sync(logs: Any) -> None:
 
 
 def _variables(model: keras.Model) -> list:
-    optimizers = [model.optimizer, *getattr(model, "group_optimizers", {}).values()]
+    optimizers = model_optimizers(model)
     found, seen = [], set()
     for v in [*model.variables, *(v for o in optimizers if o is not None for v in o.variables)]:
         if id(v) not in seen:
