@@ -12,9 +12,11 @@ of training ran out (`train.time_budget_s`). A loss takes its `loss.*` settings 
 `yaml_configs/emoji_<loss>.yaml`. Proxy losses train from `emoji_pretrained_proxy.yaml`: proxies at
 x100 (as the Proxy Anchor paper) with the head at the backbone's rate (x1, as that paper does, not
 multi-similarity's x10), after one epoch that trains the head and proxies alone (the Metrix code's 5
-of 100 epochs, scaled). Both were chosen on the validation classes (proxy anchor, 64 px, seed 0,
-4 epochs; RESULTS.md "Why proxy anchor collapsed"): head x10 with proxies x100 collapses once the
-backbone unfreezes.
+of 100 epochs, scaled), on batches of one image from each of 128 classes (`sampler.m: 1`, since
+2026-12-03; add `sampler.m=4` to repeat the earlier rows). The rates were chosen on the validation
+classes (proxy anchor, 64 px, seed 0, 4 epochs; RESULTS.md "Why proxy anchor collapsed": head x10
+with proxies x100 collapses once the backbone unfreezes), the batches too (3 seeds, RESULTS.md
+"Proxy anchor with one image per class per batch").
 With `--peer` (the Python of a venv with PML 2.9, see `../shared/peer/README.md`) the peer trains the
 same loss (MS or proxy anchor) on the same split, weights, image size and emoji sheets *at the same
 time* as the tfdml run of the same seed, for the same wall-clock budget (`--budget`, default 600 s),
