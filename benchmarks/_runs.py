@@ -47,3 +47,38 @@ def step_ms(config: Any, num_classes: int, images: Any, labels: Any, steps: int,
     for _ in range(steps):
         step((images, labels))["loss"].numpy()
     return (time.perf_counter() - start) / steps * 1e3
+
+
+def subset_differences(load: Callable[[str, int], tuple[Any, Any]], probes: list[str], seeds: list[int],
+                       draws: int, classes: int = 96) -> dict[str, dict[str, list[float]]]:
+    """MAP@R and R@1 of each probe minus plain's on `draws` random sets of `classes` test classes per
+    seed: what a validation split of that size would show of their difference by the luck of its
+    draw. `load(probe, seed)` gives a finished run's test embeddings and labels (`"plain"` included)."""
+    import numpy as np
+
+    from tfdml.evaluation import evaluate_retrieval
+
+    diffs: dict[str, dict[str, list[float]]] = {probe: {"map@r": [], "recall@1": []} for probe in probes}
+    for seed in seeds:
+        base, labels = load("plain", seed)
+        rng = np.random.default_rng(seed)
+        sets = [np.isin(labels, rng.choice(np.unique(labels), classes, replace=False)) for _ in range(draws)]
+        plain = [evaluate_retrieval(base[rows], labels[rows], ks=(1,)) for rows in sets]  # once, for every probe
+        for probe in probes:
+            other = load(probe, seed)[0]
+            for rows, a in zip(sets, plain):
+                b = evaluate_retrieval(other[rows], labels[rows], ks=(1,))
+                for key, values in diffs[probe].items():
+                    values.append(b[key] - a[key])
+    return diffs
+
+
+def print_subset_differences(diffs: dict[str, dict[str, list[float]]], title: str) -> None:
+    """One markdown row per model: the mean ± std of its differences and how often it wins."""
+    import numpy as np
+
+    print(f"{title}\n\n| probe | MAP@R diff (mean ± std) | wins | R@1 diff (mean ± std) | wins |\n|---|---|---|---|---|")
+    for name, by_metric in diffs.items():
+        cells = [f"{statistics.mean(d):+.4f} ± {statistics.stdev(d):.4f} | {np.mean(np.array(d) > 0):.0%}"
+                 for d in by_metric.values()]
+        print(f"| {name} | {' | '.join(cells)} |", flush=True)

@@ -1,6 +1,7 @@
 """Why CCP trails its plain loss in the pretrained regime: probes on the validation classes.
 
     .venv/bin/python benchmarks/ccp_probe.py [KEY=VALUE ...] [--loss c2] [--epochs 12] [--only ccp ...] [--seeds 0 1 2]
+        [--subsets N]
 
 (overrides first: `--only` and `--seeds` take every word after them)
 
@@ -10,14 +11,20 @@ pretrained config's rate for proxy losses), the pair term at full weight (w_pair
 term at a tenth (w_proxy 0.1), and patience 1 (so that the rounds, re-seeding and the proximal
 term, happen within the short run). Prints validation MAP@R per epoch, the last round reached and
 the test metrics of the epoch picked on validation (for the record: probes are chosen on validation).
-Runs are kept under runs/probe_ccp/ and read back.
+Runs are kept under runs/probe_ccp/ and read back. `--subsets N` (finished runs only) re-scores each
+probe's test embeddings against plain's on N random sets of 96 test classes per seed (the
+validation split's size): how much a validation gain of that size can owe to the luck of one draw.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from _runs import train
+from pathlib import Path
+
+import numpy as np
+
+from _runs import ROOT, print_subset_differences, subset_differences, train
 from methods import CCP
 from pretrained import LOSSES, loss_overrides
 
@@ -39,14 +46,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--only", nargs="*", default=list(PROBES))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--subsets", type=int, default=0, help="random 96-class test subsets (finished runs)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run (part of the run's name)")
     args = parser.parse_args()
     suffix = "".join(f"_{o}" for o in args.overrides)
+    if args.subsets:
+        return subsets(args, suffix)
     print("| probe | seed | validation MAP@R per epoch | best | rounds | test R@1 / MAP@R |\n|---|---|---|---|---|---|")
     for name in args.only:
         for seed in args.seeds:
-            metrics = train("emoji_pretrained", f"{args.loss}_{name}_e{args.epochs}" + (f"_s{seed}" if seed else "") + suffix,
-                            "probe_ccp", [*loss_overrides(LOSSES[args.loss][1]), "data.image_size=64",
+            metrics = train("emoji_pretrained", run_name(args, name, seed, suffix), "probe_ccp", [*loss_overrides(LOSSES[args.loss][1]), "data.image_size=64",
                                           f"train.epochs={args.epochs}", "train.time_budget_s=null",
                                           "train.jit_compile=false", f"seed={seed}", *PROBES[name], *args.overrides])
             curve = [v["map@r"] for v in metrics["validation"]]
@@ -54,6 +63,22 @@ def main() -> None:
             test = metrics["test"]
             print(f"| {name} | {seed} | {', '.join(f'{x:.3f}' for x in curve)} | {max(curve):.3f} | {rounds or '-'} | "
                   f"{test['recall@1']:.3f} / {test['map@r']:.3f} |", flush=True)
+
+
+def run_name(args: argparse.Namespace, probe: str, seed: int, suffix: str) -> str:
+    return f"{args.loss}_{probe}_e{args.epochs}" + (f"_s{seed}" if seed else "") + suffix
+
+
+def subsets(args: argparse.Namespace, suffix: str) -> None:
+    """Each probe's MAP@R and R@1 minus plain's on random 96-class sets of the test split, over the seeds."""
+    def embeddings(probe: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        saved = np.load(Path(ROOT, "runs", "probe_ccp", run_name(args, probe, seed, suffix), "test_embeddings.npz"))
+        return saved["embeddings"], saved["labels"]
+
+    probes = [p for p in args.only if p != "plain"]
+    diffs = subset_differences(embeddings, probes, args.seeds, args.subsets)
+    print_subset_differences(diffs, f"{args.loss}, {args.epochs} epochs, {args.subsets} random sets of 96 test "
+                                    f"classes per seed, seeds {args.seeds}")
 
 
 if __name__ == "__main__":

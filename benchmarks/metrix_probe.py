@@ -23,6 +23,7 @@ import argparse
 import statistics
 
 import numpy as np
+from _runs import print_subset_differences, subset_differences
 from pretrained import run_dir, run_tfdml
 
 FEATURE = ["mixing.level=feature"]
@@ -58,31 +59,15 @@ def main() -> None:
 
 def subsets(args: argparse.Namespace, classes: int = 96) -> None:
     """Per probe: MAP@R and R@1 differences against plain on random `classes`-class subsets of the test split."""
-    from tfdml.evaluation import evaluate_retrieval
-
     def embeddings(probe: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
         saved = np.load(run_dir(args.loss, seed, args.epochs, ["data.image_size=64", *PROBES[probe]]) / "test_embeddings.npz")
         return saved["embeddings"], saved["labels"]
 
     probes = [p for p in args.only if p != "plain"]
-    diffs = {probe: {"map@r": [], "recall@1": []} for probe in probes}
-    for seed in args.seeds:
-        base, labels = embeddings("plain", seed)
-        rng = np.random.default_rng(seed)
-        draws = [np.isin(labels, rng.choice(np.unique(labels), classes, replace=False)) for _ in range(args.subsets)]
-        plain = [evaluate_retrieval(base[rows], labels[rows], ks=(1,)) for rows in draws]  # once, for every probe
-        for probe in probes:
-            other = embeddings(probe, seed)[0]
-            for rows, a in zip(draws, plain):
-                b = evaluate_retrieval(other[rows], labels[rows], ks=(1,))
-                for key, values in diffs[probe].items():
-                    values.append(b[key] - a[key])
-    print(f"{args.loss}, {args.subsets} random sets of {classes} test classes per seed, seeds {args.seeds}\n")
-    print("| probe | MAP@R diff (mean ± std) | wins | R@1 diff (mean ± std) | wins |\n|---|---|---|---|---|")
-    for probe in probes:
-        cells = [f"{statistics.mean(d):+.4f} ± {statistics.stdev(d):.4f} | {np.mean(np.array(d) > 0):.0%}"
-                 for d in diffs[probe].values()]
-        print(f"| {probe} | {' | '.join(cells)} |", flush=True)
+    diffs = subset_differences(embeddings, probes, args.seeds, args.subsets, classes)
+    print_subset_differences(diffs, f"{args.loss}, {args.subsets} random sets of {classes} test classes per seed, "
+                                    f"seeds {args.seeds}")
+
 
 if __name__ == "__main__":
     main()
