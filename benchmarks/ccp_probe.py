@@ -1,7 +1,7 @@
 """Why CCP trails its plain loss in the pretrained regime: probes on the validation classes.
 
     .venv/bin/python benchmarks/ccp_probe.py [KEY=VALUE ...] [--loss c2] [--epochs 12] [--only ccp ...] [--seeds 0 1 2]
-        [--subsets N]
+        [--subsets N [--subset-classes 96 ...]]
 
 (overrides first: `--only` and `--seeds` take every word after them)
 
@@ -13,7 +13,8 @@ term, happen within the short run). Prints validation MAP@R per epoch, the last 
 the test metrics of the epoch picked on validation (for the record: probes are chosen on validation).
 Runs are kept under runs/probe_ccp/ and read back. `--subsets N` (finished runs only) re-scores each
 probe's test embeddings against plain's on N random sets of 96 test classes per seed (the
-validation split's size): how much a validation gain of that size can owe to the luck of one draw.
+validation split's size): how much a validation gain of that size can owe to the luck of one draw;
+`--subset-classes` sets other sizes, to see how a difference changes with the size of the gallery.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(PROBES))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     parser.add_argument("--subsets", type=int, default=0, help="random 96-class test subsets (finished runs)")
+    parser.add_argument("--subset-classes", nargs="*", type=int, default=[96], help="classes per subset")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run (part of the run's name)")
     args = parser.parse_args()
     suffix = "".join(f"_{o}" for o in args.overrides)
@@ -70,15 +72,16 @@ def run_name(args: argparse.Namespace, probe: str, seed: int, suffix: str) -> st
 
 
 def subsets(args: argparse.Namespace, suffix: str) -> None:
-    """Each probe's MAP@R and R@1 minus plain's on random 96-class sets of the test split, over the seeds."""
+    """Each probe's MAP@R and R@1 minus plain's on random sets of the test classes, over the seeds."""
     def embeddings(probe: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
         saved = np.load(Path(ROOT, "runs", "probe_ccp", run_name(args, probe, seed, suffix), "test_embeddings.npz"))
         return saved["embeddings"], saved["labels"]
 
     probes = [p for p in args.only if p != "plain"]
-    diffs = subset_differences(embeddings, probes, args.seeds, args.subsets)
-    print_subset_differences(diffs, f"{args.loss}, {args.epochs} epochs, {args.subsets} random sets of 96 test "
-                                    f"classes per seed, seeds {args.seeds}")
+    for classes in args.subset_classes:
+        diffs = subset_differences(embeddings, probes, args.seeds, args.subsets, classes)
+        print_subset_differences(diffs, f"\n{args.loss}, {args.epochs} epochs, {args.subsets} random sets of {classes} "
+                                        f"test classes per seed, seeds {args.seeds}")
 
 
 if __name__ == "__main__":
