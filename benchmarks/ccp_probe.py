@@ -20,7 +20,6 @@ validation split's size): how much a validation gain of that size can owe to the
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 import numpy as np
@@ -57,9 +56,10 @@ def main() -> None:
     print("| probe | seed | validation MAP@R per epoch | best | rounds | test R@1 / MAP@R |\n|---|---|---|---|---|---|")
     for name in args.only:
         for seed in args.seeds:
-            metrics = train("emoji_pretrained", run_name(args, name, seed, suffix), "probe_ccp", [*loss_overrides(LOSSES[args.loss][1]), "data.image_size=64",
-                                          f"train.epochs={args.epochs}", "train.time_budget_s=null",
-                                          "train.jit_compile=false", f"seed={seed}", *PROBES[name], *args.overrides])
+            metrics = train("emoji_pretrained", run_name(args, name, seed, suffix), "probe_ccp",
+                            [*loss_overrides(LOSSES[args.loss][1]), "data.image_size=64", f"train.epochs={args.epochs}",
+                             "train.time_budget_s=null", "train.jit_compile=false", f"seed={seed}", *PROBES[name],
+                             *args.overrides])
             curve = [v["map@r"] for v in metrics["validation"]]
             rounds = max((v.get("ccp_round", 0) for v in metrics["validation"]), default=0)
             test = metrics["test"]
