@@ -49,6 +49,17 @@ def step_ms(config: Any, num_classes: int, images: Any, labels: Any, steps: int,
     return (time.perf_counter() - start) / steps * 1e3
 
 
+def load_test_embeddings(run_dir: Path) -> tuple[Any, Any]:
+    """The test embeddings and labels a finished run saved (`test_embeddings.npz`), or one line saying how to make them."""
+    import numpy as np
+
+    path = run_dir / "test_embeddings.npz"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: the run has not finished; run the same command without --subsets first")
+    with np.load(path) as saved:
+        return saved["embeddings"], saved["labels"]
+
+
 def subset_differences(load: Callable[[str, int], tuple[Any, Any]], probes: list[str], seeds: list[int],
                        draws: int, classes: int = 96) -> dict[str, dict[str, list[float]]]:
     """MAP@R and R@1 of each probe minus plain's on `draws` random sets of `classes` test classes per

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _runs import ROOT, print_subset_differences, subset_differences, train
+from _runs import ROOT, load_test_embeddings, print_subset_differences, subset_differences, train
 from methods import CCP
 from pretrained import LOSSES, loss_overrides
 
@@ -74,8 +74,7 @@ def run_name(args: argparse.Namespace, probe: str, seed: int, suffix: str) -> st
 def subsets(args: argparse.Namespace, suffix: str) -> None:
     """Each probe's MAP@R and R@1 minus plain's on random sets of the test classes, over the seeds."""
     def embeddings(probe: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        saved = np.load(Path(ROOT, "runs", "probe_ccp", run_name(args, probe, seed, suffix), "test_embeddings.npz"))
-        return saved["embeddings"], saved["labels"]
+        return load_test_embeddings(Path(ROOT, "runs", "probe_ccp", run_name(args, probe, seed, suffix)))
 
     probes = [p for p in args.only if p != "plain"]
     for classes in args.subset_classes:

@@ -23,7 +23,7 @@ import argparse
 import statistics
 
 import numpy as np
-from _runs import print_subset_differences, subset_differences
+from _runs import load_test_embeddings, print_subset_differences, subset_differences
 from pretrained import run_dir, run_tfdml
 
 FEATURE = ["mixing.level=feature"]
@@ -60,8 +60,7 @@ def main() -> None:
 def subsets(args: argparse.Namespace, classes: int = 96) -> None:
     """Per probe: MAP@R and R@1 differences against plain on random `classes`-class subsets of the test split."""
     def embeddings(probe: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        saved = np.load(run_dir(args.loss, seed, args.epochs, ["data.image_size=64", *PROBES[probe]]) / "test_embeddings.npz")
-        return saved["embeddings"], saved["labels"]
+        return load_test_embeddings(run_dir(args.loss, seed, args.epochs, ["data.image_size=64", *PROBES[probe]]))
 
     probes = [p for p in args.only if p != "plain"]
     diffs = subset_differences(embeddings, probes, args.seeds, args.subsets, classes)

@@ -10,8 +10,8 @@ callback keeps a moving average of the trainable weights, updated after every st
 `min(decay, (1 + t) / (10 + t))` after t steps (`tf.train.ExponentialMovingAverage` with
 `num_updates`), and saves it after every epoch. The warm-up term is the smaller one until t = 440
 for decay 0.98 (more for larger decays), so in a run of 16 x 26 steps the average spans about the
-last 30-40 steps, a little over one epoch, whatever the decay: a smoothed copy of each epoch's
-weights. Afterwards:
+last 40-47 steps, about 1.5 epochs, whatever the decay: a smoothed copy of each epoch's weights.
+Afterwards:
 
 - `ema`: the saved averages, scored on the validation classes epoch by epoch; the epoch with the
   best validation MAP@R is tested;
@@ -20,7 +20,8 @@ weights. Afterwards:
 
 The run's own result (its raw weights at their best validation epoch) is the `raw` row, so all of
 them come from one training run. Test columns are for the record: nothing is chosen on them.
-Runs are kept under runs/probe_weight_average/ (the averages under <run>/ema/) and read back.
+Runs are kept under runs/probe_weight_average/ (the averages under <run>/ema/, the scores in
+<run>/averages_swa<K...>.json) and read back.
 """
 
 from __future__ import annotations
@@ -86,16 +87,22 @@ def probe(config_name: str, seed: int, decay: float, swa_from: list[int], overri
                               "export.saved_model=false", f"seed={seed}", *overrides])
         run(config, callbacks=[MovingAverage(decay, run_dir / "ema")])
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    epochs = len(metrics["validation"])
+    if not all(1 <= k <= epochs for k in swa_from):
+        raise SystemExit(f"--swa-from {' '.join(map(str, swa_from))}: the run has {epochs} epochs; "
+                         f"give first epochs between 1 and {epochs}")
+    scores = run_dir / f"averages_swa{'_'.join(map(str, swa_from))}.json"
+    if scores.is_file():
+        return json.loads(scores.read_text())
     config, model = load_run(run_dir)
     data = build_data(config, lambda *_: None)
-    val, test = data.eval_dataset(data.val, config), data.eval_dataset(data.test, config)
-    epochs = len(metrics["validation"])
+    splits = {name: (data.eval_dataset(table, config), table) for name, table in (("val", data.val), ("test", data.test))}
 
     def score(weights: list[np.ndarray], split: str) -> dict:
         for v, w in zip(model.trainable_variables, weights):
             v.assign(w)
-        embeddings, labels = embed_dataset(model, val if split == "val" else test)
-        return evaluate_table(embeddings, labels, data.val if split == "val" else data.test, config)
+        dataset, table = splits[split]
+        return evaluate_table(*embed_dataset(model, dataset), table, config)
 
     rows = {"raw": {"val": metrics["best_val"]["map@r"], "epoch": metrics["best_val"]["epoch"], "test": metrics["test"]}}
     averages = {e: load_average(run_dir / "ema" / f"e{e}.npz") for e in range(1, epochs + 1)}
@@ -105,6 +112,7 @@ def probe(config_name: str, seed: int, decay: float, swa_from: list[int], overri
     for k in swa_from:
         mean = [np.mean([averages[e][i] for e in range(k, epochs + 1)], axis=0) for i in range(len(averages[1]))]
         rows[f"swa {k}"] = {"val": score(mean, "val")["map@r"], "epoch": f"{k}-{epochs}", "test": score(mean, "test")}
+    scores.write_text(json.dumps(rows, indent=1))
     return rows
 
 
