@@ -142,7 +142,8 @@ def main() -> None:
                 peers.append(finish_peer(*(beside or peer())))
         rows.append(_row(f"tfdml {LOSSES[key][0]}", [r["test"]["recall@1"] for r in runs],
                          [r["test"]["map@r"] for r in runs], [r["train_time_s"] for r in runs],
-                         [len(r["validation"]) for r in runs], [r["best_val"]["epoch"] for r in runs]))
+                         [r.get("epochs", len(r["validation"])) for r in runs],
+                         [r["best_val"]["epoch"] if r["best_val"] else "last" for r in runs]))
         print(rows[-1], flush=True)
         if peers:
             rows.append(_row(f"PML 2.9 {LOSSES[key][0]}", [r["test"]["r_at_1"] for r in peers],

@@ -131,11 +131,12 @@ def test_no_validation_classes_trains_the_schedule_and_keeps_the_last_weights(sh
     assert any("without validation" in m for m in messages)
     assert json.loads((checkpoints / "state.json").read_text())["epoch"] == 2  # every epoch, resumable
     assert not (checkpoints / "best.weights.h5").exists() and metrics["best_val"] is None
-    assert metrics["test"]["num_queries"] == 24
+    assert metrics["test"]["num_queries"] == 24 and metrics["epochs"] == 2
     # Resumable: more epochs continue from the checkpoint.
     messages.clear()
-    run(tiny(tmp_path, shapes, "name=noval", "data.val_fraction=0", "export.saved_model=false", "train.epochs=3"),
-        log=messages.append)
+    metrics = run(tiny(tmp_path, shapes, "name=noval", "data.val_fraction=0", "export.saved_model=false",
+                       "train.epochs=3"), log=messages.append)
+    assert metrics["epochs"] == 3  # counted from the start, not from the resume
     assert any("after epoch 2" in m for m in messages)
     assert any("train.epochs changed from 2 to 3 on resume: the cosine learning-rate schedule is rebuilt" in m
                for m in messages), messages

@@ -47,7 +47,7 @@ def test_run_writes_the_run_directory_and_resumes_identically(tmp_path):
     assert list((whole / "logs").rglob("events.out.tfevents.*"))
     saved = json.loads((whole / "metrics.json").read_text())
     assert saved["test"]["num_queries"] == 3794 and 0.0 < saved["test"]["map@r"] <= saved["test"]["recall@1"]
-    assert metrics["best_val"]["epoch"] in (1, 2, 3) and len(saved["validation"]) == 3
+    assert metrics["best_val"]["epoch"] in (1, 2, 3) and len(saved["validation"]) == 3 and saved["epochs"] == 3
     assert load_config(whole / "config.yaml").train.epochs == 3
 
     # The same run interrupted after epoch 2 and resumed ends identically: same batches, same

@@ -115,6 +115,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     out_of_time = config.train.time_budget_s is not None and budget.spent_s >= config.train.time_budget_s
     epochs = apply_horizon(model, budget, steps, config.train.epochs)  # a resumed run keeps its fitted schedule
     jit_report: dict[str, Any] = {"chosen": model.jit_compile}
+    trained_epochs = start_epoch
     if start_epoch < epochs and not out_of_time:
         if config.train.jit_compile == "auto":
             jit_report = _choose_jit(model, data.train_dataset(config, start_epoch * steps), data.train, strategy, log,
@@ -144,9 +145,10 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
             *callbacks,
         ]
         with reraise_data_errors(data.train):
-            model.fit(data.train_dataset(config, start_epoch * steps), epochs=epochs,
-                      initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
-                      verbose=resolve_verbose(config.train.verbose))  # Keras's `auto` draws a bar into files
+            history = model.fit(data.train_dataset(config, start_epoch * steps), epochs=epochs,
+                                initial_epoch=start_epoch, steps_per_epoch=steps, callbacks=callbacks,
+                                verbose=resolve_verbose(config.train.verbose))  # Keras's `auto` draws a bar into files
+        trained_epochs += len(history.epoch)
     elif validation.best_weights is not None:
         model.set_weights(validation.best_weights)
     if not chief:  # the chief tests, writes metrics and exports
@@ -180,6 +182,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         "best_val": ({config.eval.monitor: validation.best_value, "epoch": validation.best_epoch}
                      if validation.history else None),  # None: no validation classes
         "validation": validation.history,
+        "epochs": trained_epochs,  # the budget or a NaN stop can end a run before train.epochs
         "train_time_s": round(budget.spent_s, 1),
         "jit_compile": jit_report,
         "data": data.summary(),
