@@ -38,6 +38,7 @@ class DataConfig:
 class SamplerConfig:
     batch_size: int = _f(128, min=2)
     m: int = _f(4, min=1)
+    neighbourhood: int = _f(1, min=1)  # classes dealt together as look-alikes (1: classes drawn independently)
 
 
 @dataclass

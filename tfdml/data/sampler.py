@@ -8,12 +8,22 @@ Classes smaller than ``m`` and the trailing group of a class are padded by drawi
 same class. At Stanford Online Products' scale (60k images, 11k classes) an epoch takes well under
 a second.
 
+With ``neighbourhood=n`` and a table of each class's nearest classes (``set_neighbours``) a batch
+is dealt in neighbourhoods instead: a class drawn as above brings its ``n - 1`` nearest classes that
+still have groups this epoch, so look-alike classes (an emoji's male and female versions, one
+vendor's moon phases) meet as each other's negatives, which uniform draws of 32 classes out of 860
+rarely arrange ("hard class" batches, as in Suh et al., CVPR 2019, and Smart Mining).
+
 Example:
     >>> import numpy as np
     >>> sampler = MPerClassSampler(np.repeat(np.arange(10), 4), m=2, batch_size=8, seed=0)
     >>> batches = sampler.epoch_batches(0)
     >>> batches.shape, len(sampler)
     ((5, 8), 5)
+    >>> near = MPerClassSampler(np.repeat(np.arange(10), 4), m=2, batch_size=8, neighbourhood=2)
+    >>> near.set_neighbours(np.array([[c ^ 1] for c in range(10)]))  # 0-1, 2-3, ... are look-alikes
+    >>> sorted(set(np.repeat(np.arange(10), 4)[near.epoch_batches(0)[0]]))[:2] in ([0, 1], [2, 3], [4, 5], [6, 7], [8, 9])
+    True
 """
 
 from __future__ import annotations
@@ -34,9 +44,12 @@ class MPerClassSampler:
         m: rows per class in a batch.
         batch_size: rows per batch, a multiple of ``m``.
         seed: epochs are deterministic in ``(seed, epoch)``.
+        neighbourhood: classes per neighbourhood (1: every class drawn independently); takes effect
+            once ``set_neighbours`` has given the classes' neighbours.
     """
 
-    def __init__(self, labels: Sequence[int] | np.ndarray, m: int = 4, batch_size: int = 128, seed: int = 0) -> None:
+    def __init__(self, labels: Sequence[int] | np.ndarray, m: int = 4, batch_size: int = 128, seed: int = 0,
+                 neighbourhood: int = 1) -> None:
         labels = np.asarray(labels, dtype=np.int64)
         if m < 1 or batch_size < m or batch_size % m:
             raise DataError(f"batch_size={batch_size} must be a positive multiple of m={m} (samples per class)")
@@ -51,6 +64,20 @@ class MPerClassSampler:
         self.groups_per_class = -(-self.count // m)  # ceil
         self.group_start = np.cumsum(self.groups_per_class) - self.groups_per_class
         self.num_batches = int(self.groups_per_class.sum()) // self.classes_per_batch
+        if not 1 <= neighbourhood <= self.classes_per_batch:
+            raise DataError(f"neighbourhood={neighbourhood} classes must be between 1 and the batch's "
+                            f"{self.classes_per_batch} classes (batch_size // m)")
+        self.neighbourhood, self.neighbours = neighbourhood, None
+
+    def set_neighbours(self, neighbours: np.ndarray) -> None:
+        """``neighbours[c]``: the classes nearest to class ``c`` (dense indices ``0..C-1``, in the order
+        of ``np.unique(labels)``), nearest first; later epochs deal their batches by them."""
+        neighbours = np.asarray(neighbours, dtype=np.int64)
+        if neighbours.ndim != 2 or len(neighbours) != len(self.count) or neighbours.size and (
+                neighbours.min() < 0 or neighbours.max() >= len(self.count)):
+            raise DataError(f"neighbours must be [classes={len(self.count)}, k] class indices in "
+                            f"[0, {len(self.count)}), got shape {neighbours.shape}")
+        self.neighbours = neighbours
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -82,6 +109,8 @@ class MPerClassSampler:
         rank = np.arange(len(group_class)) - self.group_start[group_class]
         key = (rank + rng.random(len(self.count))[group_class]) / self.groups_per_class[group_class]
         queue = deque(np.argsort(key, kind="stable").tolist())
+        if self.neighbours is not None and self.neighbourhood > 1:
+            return groups[self._neighbourhood_batches(queue, group_class)].reshape(self.num_batches, self.batch_size)
         cls, k, chosen = group_class.tolist(), self.classes_per_batch, []
         for _ in range(self.num_batches):
             batch, seen, deferred = [], set(), []
@@ -98,6 +127,47 @@ class MPerClassSampler:
             queue.extendleft(reversed(deferred))  # deferred groups lead the next batch
             chosen.append(batch)
         return groups[np.asarray(chosen, dtype=np.int64)].reshape(self.num_batches, self.batch_size)
+
+    def _neighbourhood_batches(self, queue: deque, group_class: np.ndarray) -> np.ndarray:
+        """Group indices ``[num_batches, classes_per_batch]``: each class popped from ``queue`` (the
+        stratified order) brings its nearest classes that still have unused groups this epoch."""
+        pending: list[list[int]] = [[] for _ in self.count]  # unused groups per class, queue order
+        for g in queue:
+            pending[group_class[g]].append(g)
+        used = np.zeros(len(group_class), dtype=bool)
+        cls, k, chosen = group_class.tolist(), self.classes_per_batch, []
+        for _ in range(self.num_batches):
+            batch: list[int] = []
+            seen: set[int] = set()
+
+            def take(c: int, g: int | None = None) -> None:
+                g = pending[c].pop(0) if g is None else pending[c].pop(pending[c].index(g))
+                used[g] = True
+                batch.append(g)
+                seen.add(c)
+
+            deferred = []
+            while len(batch) < k and queue:
+                g = queue.popleft()
+                if used[g]:
+                    continue
+                if cls[g] in seen:
+                    deferred.append(g)
+                    continue
+                take(cls[g], g)
+                brought = 1
+                for n in self.neighbours[cls[g]].tolist():
+                    if brought == self.neighbourhood or len(batch) == k:
+                        break
+                    if n not in seen and pending[n]:
+                        take(n)
+                        brought += 1
+            queue.extendleft(reversed(deferred))
+            while len(batch) < k:  # few classes left: deferred groups, then (unavoidably) a repeated class
+                left = [c for c in range(len(pending)) if pending[c]]
+                take(next((c for c in left if c not in seen), left[0]))
+            chosen.append(batch)
+        return np.asarray(chosen, dtype=np.int64)
 
     def as_dataset(self, start_epoch: int = 0):
         """An endless ``tf.data.Dataset`` of int64 ``[batch_size]`` index batches, epoch after epoch."""

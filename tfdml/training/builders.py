@@ -84,7 +84,8 @@ def build_data(config: Config, log: Callable[[str], None] = print) -> Data:
     if not config.data.skip_bad_images:  # a bad evaluation image fails now, not after training
         validate_images(table.select(np.isin(table.split, ("val", "test"))), decode=True)
     train = table.subset("train")
-    sampler = MPerClassSampler(train.label, m=config.sampler.m, batch_size=config.sampler.batch_size, seed=config.seed)
+    sampler = MPerClassSampler(train.label, m=config.sampler.m, batch_size=config.sampler.batch_size, seed=config.seed,
+                               neighbourhood=config.sampler.neighbourhood)
     return Data(table, train, table.subset("val"), table.subset("test"), sampler)
 
 

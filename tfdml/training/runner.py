@@ -35,6 +35,7 @@ from tfdml.training.budget import FitScheduleToBudget, TimeBudget, apply_horizon
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint
 from tfdml.training.jit import choose_jit_compile
 from tfdml.training.lock import RunLock
+from tfdml.training.neighbourhoods import NEIGHBOUR_POOL_SIZE, set_class_neighbourhoods
 from tfdml.training.projector import write_projector
 from tfdml.training.proxy_seeding import SEED_POOL_SIZE, SeedProxies
 from tfdml.training.resume import restore, resume_state, set_rates_from_config
@@ -117,6 +118,10 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     jit_report: dict[str, Any] = {"chosen": model.jit_compile}
     trained_epochs = start_epoch
     if start_epoch < epochs and not out_of_time:
+        if config.sampler.neighbourhood > 1:  # before anything iterates the training data
+            pool = table_pool(data.train, NEIGHBOUR_POOL_SIZE, lambda t: data.eval_dataset(t, config), config.seed,
+                              verbose=config.train.verbose)
+            set_class_neighbourhoods(data.sampler, model, pool, run_dir / "checkpoints" / "class_neighbours.npy", log)
         if config.train.jit_compile == "auto":
             jit_report = _choose_jit(model, data.train_dataset(config, start_epoch * steps), data.train, strategy, log,
                                      steps * (epochs - start_epoch))
