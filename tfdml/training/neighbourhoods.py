@@ -5,7 +5,8 @@ phases, flags): classes that uniform draws of 32 of 860 classes rarely put in on
 seldom sees them as negatives of each other. Before the first step the model as it is then (pretrained
 backbone, new head) embeds a few training images per class; each class's nearest classes by the
 cosine of their mean embeddings are what `MPerClassSampler.set_neighbours` deals batches by. The table
-is saved in the run directory, so a resumed run deals the same batches.
+is saved in the run directory, so a resumed run deals the same batches. On that benchmark it
+measured level (benchmarks/RESULTS.md, "Batches of look-alike classes"): an option, not a default.
 
 Example:
     >>> import numpy as np

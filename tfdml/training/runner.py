@@ -187,7 +187,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         "best_val": ({config.eval.monitor: validation.best_value, "epoch": validation.best_epoch}
                      if validation.history else None),  # None: no validation classes
         "validation": validation.history,
-        "epochs": trained_epochs,  # the budget or a NaN stop can end a run before train.epochs
+        "epochs": trained_epochs,  # a time budget can end a run before train.epochs
         "train_time_s": round(budget.spent_s, 1),
         "jit_compile": jit_report,
         "data": data.summary(),
