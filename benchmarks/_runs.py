@@ -55,7 +55,8 @@ def load_test_embeddings(run_dir: Path) -> tuple[Any, Any]:
 
     path = run_dir / "test_embeddings.npz"
     if not path.is_file():
-        raise SystemExit(f"{path} is missing: the run has not finished; run the same command without --subsets first")
+        raise SystemExit(f"{path} is missing: that run has not finished; train it first (for a probe script: the "
+                         f"same command without --subsets)")
     with np.load(path) as saved:
         return saved["embeddings"], saved["labels"]
 

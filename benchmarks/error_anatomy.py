@@ -38,12 +38,12 @@ def split_rows(run_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[
     """Embeddings, labels and image paths of a run's validation or test split, in the table's order."""
     from tfdml.config import load_config
     from tfdml.evaluation.callback import embed_dataset
-    from tfdml.training.builders import build_data
+    from tfdml.training.builders import build_data, build_table
     from tfdml.training.runner import load_run
 
-    if split == "test":
+    if split == "test":  # the saved embeddings: only the table's paths are needed, no image is decoded
         embeddings, labels = load_test_embeddings(run_dir)
-        table = build_data(load_config(run_dir / "config.yaml"), lambda *_: None).test
+        table = build_table(load_config(run_dir / "config.yaml"), lambda *_: None).subset("test")
     else:
         config, model = load_run(run_dir)
         data = build_data(config, lambda *_: None)

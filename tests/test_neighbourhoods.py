@@ -105,3 +105,6 @@ def test_a_run_finds_the_neighbourhoods_once_and_a_resumed_run_reads_them(tmp_pa
     run(load_config(None, [*base, "train.epochs=2"]), log=messages.append)
     assert any(f"class neighbourhoods read from {saved}" in m for m in messages), messages
     assert np.array_equal(np.load(saved), table)
+    np.save(saved, table[:-1])  # a table for other classes: one line naming the file and the fix
+    with pytest.raises(DataError, match=r"class_neighbours.npy: neighbours must be .*delete it"):
+        run(load_config(None, [*base, "train.epochs=3"]), log=messages.append)

@@ -25,6 +25,7 @@ import numpy as np
 
 from tfdml.ccp.rounds import Pool
 from tfdml.data.sampler import MPerClassSampler
+from tfdml.errors import DataError
 from tfdml.training.proxy_seeding import class_seeds
 
 #: Training images per class whose mean embedding places the class.
@@ -62,4 +63,8 @@ def set_class_neighbourhoods(sampler: MPerClassSampler, model: keras.Model, pool
         np.save(path, neighbours)
         log(f"class neighbourhoods: batches deal {sampler.neighbourhood} look-alike classes at a time, "
             f"neighbours from {len(labels)} training images embedded by the model before training")
-    sampler.set_neighbours(neighbours)
+    try:
+        sampler.set_neighbours(neighbours)
+    except DataError as error:  # a table saved by a run over other classes
+        raise DataError(f"{path}: {error}; it was saved for other training classes: delete it to find them again, "
+                        f"or resume with the config that saved it") from None
