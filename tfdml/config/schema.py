@@ -60,6 +60,9 @@ class ModelConfig:
     pooling: str = _f("avg+max", choices=("avg", "max", "avg+max"))
     freeze_batchnorm: bool = _f(False)
     freeze_until: Optional[str] = _f(None)  # freeze the backbone from its input through this layer
+    # After training: false, `auto` or true (the shrinkage the validation classes rank first, or none if the
+    # raw embeddings rank first) or a shrinkage in (0, 1] (tfdml.models.fit_whitening)
+    whitening: Union[bool, float, str] = _f(False)
 
 
 @dataclass

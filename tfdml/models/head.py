@@ -1,4 +1,5 @@
-"""The embedding head: pooling, a linear layer and a normalisation (L2, or CCP's unit-ball projection)."""
+"""The embedding head: pooling, a linear layer, a normalisation (L2, or CCP's unit-ball projection) and,
+optionally, a learned whitening fitted after training."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import keras
 from keras import layers, ops
 
 from tfdml.losses.core import l2_normalize, unit_ball
+from tfdml.models.whitening import Whitening
 
 #: `l2`: unit vectors; `unit_ball`: `v / max(1, ||v||)`, CCP's normalisation (norms <= 1); `none`: raw.
 NORMALIZATIONS = {"l2": l2_normalize, "unit_ball": unit_ball, "none": lambda x: x}
@@ -20,6 +22,9 @@ class EmbeddingHead(layers.Layer):
     `pooling` is `avg`, `max` or `avg+max` (the two summed, as in Metrix and the peer's small CNN).
     `normalize` is `l2` (unit vectors), `unit_ball` (CCP: `v / max(1, ||v||)`, so norms can be < 1)
     or `none`; `True`/`False` (files saved before the option had names) mean `l2`/`none`.
+    `whitening=True` (an `l2` head only) adds a `Whitening` layer after the normalisation, the
+    identity until `head.whitening.set(...)` gives it a fit (`tfdml.models.fit_whitening`); it acts
+    at inference only: losses train on the embeddings it whitens.
 
     Example:
         >>> import numpy as np
@@ -30,7 +35,8 @@ class EmbeddingHead(layers.Layer):
         'unit_ball'
     """
 
-    def __init__(self, dim: int = 128, pooling: str = "avg+max", normalize: str | bool = "l2", **kwargs: Any) -> None:
+    def __init__(self, dim: int = 128, pooling: str = "avg+max", normalize: str | bool = "l2",
+                 whitening: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if pooling not in ("avg", "max", "avg+max"):
             raise ValueError(f"pooling must be 'avg', 'max' or 'avg+max', got {pooling!r}")
@@ -38,11 +44,16 @@ class EmbeddingHead(layers.Layer):
             normalize = "l2" if normalize else "none"
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {', '.join(map(repr, NORMALIZATIONS))}, got {normalize!r}")
+        if whitening and normalize != "l2":
+            raise ValueError(f"whitening acts on unit-length embeddings: it needs normalize='l2', got {normalize!r}")
         self.dim, self.pooling, self.normalize = int(dim), pooling, normalize
         self.linear = layers.Dense(self.dim, name="linear")
+        self.whitening = Whitening(self.dim, name="whitening") if whitening else None
 
     def build(self, input_shape: tuple) -> None:
         self.linear.build((input_shape[0], input_shape[-1]))
+        if self.whitening is not None:
+            self.whitening.build((input_shape[0], self.dim))
 
     def pool(self, features: Any) -> Any:
         pooled = 0.0
@@ -52,10 +63,13 @@ class EmbeddingHead(layers.Layer):
             pooled = pooled + ops.max(features, axis=(1, 2))
         return pooled
 
-    def call(self, features: Any) -> Any:
+    def call(self, features: Any, training: bool = False) -> Any:
         embeddings = self.linear(self.pool(features))
         # Normalise in float32: a float16 norm of 128+ squares can overflow under mixed precision.
-        return self.project(ops.cast(embeddings, "float32"))
+        embeddings = self.project(ops.cast(embeddings, "float32"))
+        if self.whitening is not None and not training:  # fitted after training, on what the loss trained
+            embeddings = self.whitening(embeddings)
+        return embeddings
 
     def project(self, embeddings: Any) -> Any:
         """This head's normalisation (Metrix re-applies it to embedding-level mixtures)."""
@@ -65,4 +79,5 @@ class EmbeddingHead(layers.Layer):
         return (input_shape[0], self.dim)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "dim": self.dim, "pooling": self.pooling, "normalize": self.normalize}
+        return {**super().get_config(), "dim": self.dim, "pooling": self.pooling, "normalize": self.normalize,
+                "whitening": self.whitening is not None}

@@ -114,7 +114,8 @@ def build_model(config: Config, num_classes: int | None = None, ccp: CCP | None 
         synchronize_batchnorm(backbone)
     # CCP normalises by the unit-ball projection alone (its supplement); an L2 head would make it a no-op.
     normalize = "unit_ball" if config.ccp.enabled else "l2"
-    head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, normalize=normalize, name="head")
+    whitening = whitening_setting(config) is not None
+    head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, normalize=normalize, whitening=whitening, name="head")
     if config.ccp.enabled and ccp is None:
         ccp = build_ccp(config, num_classes)
     loss = ccp.loss if ccp is not None else build_loss(config, num_classes)
@@ -122,6 +123,22 @@ def build_model(config: Config, num_classes: int | None = None, ccp: CCP | None 
                      proximal=ccp.proximal if ccp is not None else None, name="dml_model")
     model.build((None, size, size, 3))
     return model
+
+
+def whitening_setting(config: Config) -> float | str | None:
+    """`model.whitening` checked: None (off), `"auto"` (also `true`) or a shrinkage in (0, 1]."""
+    value = config.model.whitening
+    if value is False:
+        return None
+    if value is True:
+        value = "auto"
+    if value != "auto" and (isinstance(value, str) or not 0.0 < value <= 1.0):
+        raise ConfigError(f"model.whitening is {value!r}; expected false, auto (chosen on the validation classes) or a "
+                          "shrinkage in (0, 1], e.g. 0.2")
+    if config.ccp.enabled:
+        raise ConfigError("model.whitening and ccp.enabled: whitening acts on unit-length embeddings and CCP's head "
+                          "projects onto the unit ball; set model.whitening=false")
+    return value
 
 
 def build_loss(config: Config, num_classes: int | None = None) -> MetricLoss:

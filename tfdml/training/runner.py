@@ -30,7 +30,9 @@ from tfdml.evaluation.neighbours import as_unit_rows
 from tfdml.evaluation.progress import Verbose, resolve_verbose
 from tfdml.export import export_saved_model
 from tfdml.losses import unwrap
-from tfdml.training.builders import build_ccp, build_data, build_model, build_optimizer, proxy_rate_warning
+from tfdml.models.whitening import apply_whitening
+from tfdml.training.builders import (build_ccp, build_data, build_model, build_optimizer, proxy_rate_warning,
+                                     whitening_setting)
 from tfdml.training.budget import FitScheduleToBudget, TimeBudget, apply_horizon
 from tfdml.training.callbacks import NaNGuard, RunCheckpoint
 from tfdml.training.jit import choose_jit_compile
@@ -40,6 +42,7 @@ from tfdml.training.projector import write_projector
 from tfdml.training.proxy_seeding import SEED_POOL_SIZE, SeedProxies
 from tfdml.training.resume import restore, resume_state, set_rates_from_config
 from tfdml.training.warmup import HeadWarmup
+from tfdml.training.whiten import load_whitening, save_whitening, whiten_head
 
 
 # Below this many training steps `jit_compile: auto` does not measure: the XLA compile alone (10-100 s on
@@ -86,11 +89,15 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         model.build_optimizers()
 
     val_dataset = None
+    whitening = whitening_setting(config)
     if len(data.val):
         val_dataset = data.eval_dataset(data.val, config, cache=config.data.cache_in_memory)
     elif ccp is not None:
         raise ConfigError("ccp.enabled needs validation classes (its rounds follow the validation metric), but the "
                           "split has none: set data.val_fraction > 0")
+    elif whitening == "auto":
+        raise ConfigError("model.whitening=auto chooses the shrinkage on the validation classes, but the split has "
+                          "none: set data.val_fraction > 0, or a shrinkage such as model.whitening=0.2")
     else:
         log(f"no validation classes (data.val_fraction={config.data.val_fraction}): training all "
             f"{config.train.epochs} epochs without validation; the last epoch's weights are kept")
@@ -161,15 +168,28 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         return {"best_val": {config.eval.monitor: validation.best_value, "epoch": validation.best_epoch},
                 "validation": validation.history, "train_time_s": round(budget.spent_s, 1)}
 
+    verbose = config.train.verbose
+    train_set = test_set = whitened = None
+    with reraise_data_errors(data.table):
+        if len(data.test) or whitening is not None:
+            log(f"embedding the training split ({len(data.train)} images; for Metrix's utilization"
+                + (" and the whitening)" if whitening is not None else ")"))
+            train_set = embed_dataset(model, data.eval_dataset(data.train, config), verbose=verbose)
+        if len(data.test):
+            log(f"testing: embedding the test split ({len(data.test)} images)")
+            test_set = embed_dataset(model, data.eval_dataset(data.test, config), verbose=verbose)
+        if whitening is not None:
+            val_set = embed_dataset(model, val_dataset) if val_dataset is not None else None
+            whitened = whiten_head(model.head, whitening, train_set, val_set,
+                                   lambda x, y: evaluate_table(x, y, data.val, config)[config.eval.monitor], log)
+            save_whitening(whitened, run_dir / "checkpoints")
     test, skipped = None, None
-    if len(data.test):
-        with reraise_data_errors(data.table):
-            verbose = config.train.verbose
-            log(f"testing: embedding the test split ({len(data.test)} images) and the training split "
-                f"({len(data.train)}, for Metrix's utilization)")
-            embeddings, labels = embed_dataset(model, data.eval_dataset(data.test, config), verbose=verbose)
-            train_embeddings, train_labels = embed_dataset(model, data.eval_dataset(data.train, config),
-                                                           verbose=verbose)
+    if test_set is not None:
+        (embeddings, labels), (train_embeddings, train_labels) = test_set, train_set
+        if whitened is not None and whitened["shrinkage"] is not None:  # the model's own outputs, computed in numpy
+            whitened["test_unwhitened"] = evaluate_table(embeddings, labels, data.test, config)
+            embeddings, train_embeddings = (apply_whitening(x, whitened["mean"], whitened["projection"])
+                                            for x in (embeddings, train_embeddings))
         test = evaluate_table(embeddings, labels, data.test, config, verbose=verbose)
         # Metrix's utilization: test embeddings against the training ones (and their embedding-level mixtures),
         # on the unit sphere as in the paper (CCP's unit-ball outputs have norms below 1).
@@ -190,6 +210,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
         "epochs": trained_epochs,  # a time budget can end a run before train.epochs
         "train_time_s": round(budget.spent_s, 1),
         "jit_compile": jit_report,
+        **({"whitening": {k: v for k, v in whitened.items() if k not in ("mean", "projection")}} if whitened else {}),
         "data": data.summary(),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -243,7 +264,8 @@ def load_run(run_dir: str | Path, weights: str = "best") -> tuple[Config, keras.
 
     The model comes from `checkpoints/last.keras` with `best.weights.h5` loaded over it when there is
     one (the best validation epoch, as the run's test used); without it, the last epoch's weights.
-    `weights="last"` keeps the last epoch's weights anyway (to see what model selection changed).
+    `weights="last"` keeps the last epoch's weights anyway (to see what model selection changed),
+    unwhitened; `"best"` also sets the whitening the run fitted (`model.whitening`, `whitening.npz`).
 
     Example (not run as a doctest: it needs a trained run):
         >>> config, model = load_run("runs/emoji")  # doctest: +SKIP
@@ -273,4 +295,6 @@ def load_run(run_dir: str | Path, weights: str = "best") -> tuple[Config, keras.
     except Exception as err:  # noqa: BLE001 - a damaged or foreign checkpoint
         raise ArtifactError(f"the checkpoint in {checkpoints} cannot be loaded ({type(err).__name__}: {err}); "
                             "it may be damaged or written by another tfdml version; retrain the run") from None
+    if weights == "best":  # the whitening was fitted on the best epoch's embeddings
+        load_whitening(model.head, checkpoints)
     return config, model
