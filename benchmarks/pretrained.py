@@ -145,6 +145,13 @@ def main() -> None:
                          [r.get("epochs", len(r["validation"])) for r in runs],
                          [r["best_val"]["epoch"] if r["best_val"] else "last" for r in runs]))
         print(rows[-1], flush=True)
+        if any("whitening" in r for r in runs):  # model.whitening: the same runs' test before it
+            raw = [r.get("whitening", {}).get("test_unwhitened") or r["test"] for r in runs]
+            rows.append(_row(f"tfdml {LOSSES[key][0]}, not whitened", [t["recall@1"] for t in raw],
+                             [t["map@r"] for t in raw], [r["train_time_s"] for r in runs],
+                             [r.get("epochs", len(r["validation"])) for r in runs],
+                             [r.get("whitening", {}).get("shrinkage") for r in runs]))
+            print(rows[-1] + " (last column: the shrinkage chosen)", flush=True)
         if peers:
             rows.append(_row(f"PML 2.9 {LOSSES[key][0]}", [r["test"]["r_at_1"] for r in peers],
                              [r["test"]["map_at_r"] for r in peers], [r["budget_s"] for r in peers],

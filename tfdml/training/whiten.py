@@ -1,10 +1,10 @@
 """`model.whitening`: after training, fit the head's learned whitening on the training classes, its
 shrinkage chosen on the validation classes (`auto`) or given, and keep it with the run.
 
-Example (not run as a doctest: it needs a trained model and embeddings):
-    >>> report = whiten_head(model.head, "auto", (train_x, train_y), (val_x, val_y), score)  # doctest: +SKIP
-    >>> report["shrinkage"]  # doctest: +SKIP
-    0.2
+Example (not run as a doctest: it needs a model trained with `EmbeddingHead(..., whitening=True)`):
+    >>> train, val = embed_dataset(model, train_ds), embed_dataset(model, val_ds)  # doctest: +SKIP
+    >>> whiten_head(model.head, "auto", train, val)["shrinkage"]  # MAP@R on val picks  # doctest: +SKIP
+    0.5
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from tfdml.errors import ArtifactError
+from tfdml.evaluation import evaluate_retrieval
 from tfdml.models.whitening import apply_whitening, fit_whitening
 
 #: Shrinkages `auto` tries (on the pretrained emoji runs every one of them gained on validation).
@@ -25,13 +26,19 @@ WHITENING_FILE = "whitening.npz"
 Split = tuple[np.ndarray, np.ndarray]  # embeddings, labels
 
 
-def whiten_head(head: Any, setting: float | str, train: Split, val: Split | None,
-                score: Callable[[np.ndarray, np.ndarray], float], log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Fit `head.whitening` on `train`'s raw embeddings and set it; `setting` is a shrinkage or `"auto"`.
+def map_at_r(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """MAP@R of `embeddings` retrieving among themselves: the default validation score."""
+    return evaluate_retrieval(embeddings, labels, ks=(1,))["map@r"]
+
+
+def choose_whitening(setting: float | str, train: Split, val: Split | None,
+                     score: Callable[[np.ndarray, np.ndarray], float] = map_at_r) -> dict[str, Any]:
+    """The whitening `setting` (a shrinkage, or `"auto"`) gives for raw `train` embeddings, as a report.
 
     `auto` keeps the shrinkage of `AUTO_SHRINKAGES` with the best `score` on `val` (higher is better),
-    or no whitening (the identity) when the raw embeddings score best. The report (JSON-friendly)
-    holds every validation score, the chosen `shrinkage` (None: not whitened), and `mean`/`projection`.
+    or none when the raw embeddings score best. The report (JSON-friendly but for the arrays) holds
+    every validation score (`none`: raw), the chosen `shrinkage` (None: not whitened) and, when
+    whitened, `mean` and `projection` (`tfdml.models.apply_whitening`).
     """
     if setting == "auto" and val is None:
         raise ValueError("whitening 'auto' chooses on the validation classes: give val, or a shrinkage such as 0.2")
@@ -47,16 +54,26 @@ def whiten_head(head: Any, setting: float | str, train: Split, val: Split | None
             chosen = max(candidates, key=lambda s: scores[str(s)])
             if scores[str(chosen)] <= scores["none"]:
                 chosen = None
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
     if chosen is None:
-        log(f"whitening: the raw embeddings rank first on the validation classes ({shown}); not whitened")
-        head.whitening.set(np.zeros(head.dim, "float32"), np.eye(head.dim, dtype="float32"))
         return {"shrinkage": None, "validation": scores}
     mean, projection = fits[chosen]
-    head.whitening.set(mean, projection)
-    log(f"whitening: shrinkage {chosen}, fitted on {len(train[0])} training embeddings"
-        + (f"; validation (none = raw): {shown}" if scores else ""))
     return {"shrinkage": chosen, "validation": scores, "mean": mean, "projection": projection}
+
+
+def whiten_head(head: Any, setting: float | str, train: Split, val: Split | None,
+                score: Callable[[np.ndarray, np.ndarray], float] = map_at_r,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Set `head.whitening` to what `choose_whitening` picks (the identity when it picks none); its report."""
+    report = choose_whitening(setting, train, val, score)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in report["validation"].items())
+    if report["shrinkage"] is None:
+        log(f"whitening: the raw embeddings rank first on the validation classes ({shown}); not whitened")
+        head.whitening.set(np.zeros(head.dim, "float32"), np.eye(head.dim, dtype="float32"))
+    else:
+        head.whitening.set(report["mean"], report["projection"])
+        log(f"whitening: shrinkage {report['shrinkage']}, fitted on {len(train[0])} training embeddings"
+            + (f"; validation (none = raw): {shown}" if shown else ""))
+    return report
 
 
 def save_whitening(report: dict[str, Any], checkpoints: Path) -> None:
