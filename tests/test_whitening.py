@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfdml.config import load_config
-from tfdml.errors import ConfigError
+from tfdml.errors import ArtifactError, ConfigError
 from tfdml.evaluation import evaluate_retrieval
 from tfdml.evaluation.callback import embed_dataset
 from tfdml.models import EmbeddingHead, Whitening, apply_whitening, fit_whitening
@@ -151,3 +151,7 @@ def test_a_whitened_run_tests_exports_and_reloads_its_whitening(tmp_path):
     np.testing.assert_allclose(exported.serve(images).numpy(), saved["embeddings"][:8], atol=1e-4)
     _, last = load_run(tmp_path / "w", weights="last")  # the last epoch's weights are not the whitened ones
     assert np.allclose(np.asarray(last.head.whitening.projection), np.eye(16))
+    (tmp_path / "w" / "checkpoints" / WHITENING_FILE).write_bytes(b"not an npz")  # damaged: one line, the fix
+    with pytest.raises(ArtifactError, match=r"whitening.npz cannot be read as this run's whitening .*; delete it and "
+                                            "rerun the training command"):
+        load_run(tmp_path / "w")

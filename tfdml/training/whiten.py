@@ -9,6 +9,7 @@ Example (not run as a doctest: it needs a model trained with `EmbeddingHead(...,
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -95,6 +96,6 @@ def load_whitening(head: Any, checkpoints: Path) -> float | None:
         with np.load(path) as saved:
             head.whitening.set(saved["mean"], saved["projection"])
             return float(saved["shrinkage"])
-    except (OSError, KeyError, ValueError) as err:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise ArtifactError(f"{path} cannot be read as this run's whitening ({err}); delete it and rerun the "
                             "training command, which fits it again") from None
