@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfdml.cli.eval import evaluate
 from tfdml.config import load_config
 from tfdml.errors import ArtifactError, ConfigError
 from tfdml.evaluation import evaluate_retrieval
@@ -149,6 +150,10 @@ def test_a_whitened_run_tests_exports_and_reloads_its_whitening(tmp_path):
     images = next(iter(data.eval_dataset(data.test, loaded_config)))[0][:8]
     exported = tf.saved_model.load(str(tmp_path / "w" / "saved_model"))  # kept: its function needs its variables
     np.testing.assert_allclose(exported.serve(images).numpy(), saved["embeddings"][:8], atol=1e-4)
+    messages.clear()  # tfdml-eval of the run says it whitens and gives the run's test metrics
+    evaluated = evaluate(tmp_path / "w", log=messages.append, verbose=0)["metrics"]
+    assert evaluated["map@r"] == pytest.approx(metrics["test"]["map@r"], abs=1e-6)
+    assert any("(with the whitening it fitted)" in m for m in messages)
     _, last = load_run(tmp_path / "w", weights="last")  # the last epoch's weights are not the whitened ones
     assert np.allclose(np.asarray(last.head.whitening.projection), np.eye(16))
     (tmp_path / "w" / "checkpoints" / WHITENING_FILE).write_bytes(b"not an npz")  # damaged: one line, the fix

@@ -82,6 +82,7 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     from tfdml.export import embed_table, load_exported
     from tfdml.training import evaluate_table, load_run
     from tfdml.training.builders import build_table
+    from tfdml.training.whiten import WHITENING_FILE
 
     from tfdml.cli.common import check_output_path
 
@@ -108,6 +109,8 @@ def evaluate(model: str | Path, *, dataset: str | None = None, root: str | None 
     else:
         run_config, embedder = load_run(source, weights)
         described = f"the run {source}" + (" (its last epoch's weights)" if weights == "last" else "")
+        if weights != "last" and (Path(source) / "checkpoints" / WHITENING_FILE).is_file():
+            described += " (with the whitening it fitted)"
         size, resize = run_config.data.image_size, run_config.data.eval_resize
     config, is_folder = _dataset_config(dataset, run_config)
     data = dataclasses.replace(config.data, image_size=size, eval_resize=resize)
