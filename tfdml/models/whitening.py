@@ -16,6 +16,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from tfdml.evaluation.neighbours import l2_normalise
 from tfdml.losses.core import l2_normalize
 
 
@@ -62,8 +63,7 @@ def fit_whitening(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float =
 
 def apply_whitening(embeddings: np.ndarray, mean: np.ndarray, projection: np.ndarray) -> np.ndarray:
     """`l2_normalize((embeddings - mean) @ projection)` in numpy: what `Whitening` computes in the model."""
-    whitened = (np.asarray(embeddings, np.float32) - mean) @ projection
-    return whitened / np.maximum(np.linalg.norm(whitened, axis=1, keepdims=True), 1e-12)
+    return l2_normalise((np.asarray(embeddings, np.float32) - mean) @ projection)
 
 
 @keras.saving.register_keras_serializable(package="tfdml")

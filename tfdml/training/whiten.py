@@ -87,15 +87,14 @@ def save_whitening(report: dict[str, Any], checkpoints: Path) -> None:
     np.savez(path, mean=report["mean"], projection=report["projection"], shrinkage=report["shrinkage"])
 
 
-def load_whitening(head: Any, checkpoints: Path) -> float | None:
-    """Set `head.whitening` from the run's `whitening.npz` if both exist; the shrinkage it was fitted with."""
+def load_whitening(head: Any, checkpoints: Path) -> None:
+    """Set `head.whitening` from the run's `whitening.npz` if both exist."""
     path = checkpoints / WHITENING_FILE
     if head.whitening is None or not path.is_file():
-        return None
+        return
     try:
         with np.load(path) as saved:
             head.whitening.set(saved["mean"], saved["projection"])
-            return float(saved["shrinkage"])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise ArtifactError(f"{path} cannot be read as this run's whitening ({err}); delete it and rerun the "
                             "training command, which fits it again") from None
