@@ -63,6 +63,8 @@ class ModelConfig:
     # After training: false, `auto` or true (the shrinkage the validation classes rank first, or none if the
     # raw embeddings rank first) or a shrinkage in (0, 1] (tfdml.models.fit_whitening)
     whitening: Union[bool, float, str] = _f(False)
+    # Inner backbone layers (e.g. conv_pw_11_relu) whose pooled features join the embedding in the whitening
+    descriptor_layers: tuple[str, ...] = _f(())
 
 
 @dataclass

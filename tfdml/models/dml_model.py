@@ -12,7 +12,7 @@ Example (a notebook):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -26,6 +26,7 @@ from tfdml.models.habits import as_rgb, first_labels, refuse_compile_arguments, 
 from tfdml.models.head import EmbeddingHead
 from tfdml.models.optim import at_scale, scaled_clone, skip_together
 from tfdml.models.registry import all_layers
+from tfdml.models.taps import descriptor_channels, tap_backbone
 
 PARAMETER_GROUPS = ("backbone", "head", "loss")
 
@@ -40,6 +41,8 @@ class DMLModel(keras.Model):
     saved, restored and exported with everything else. Optional components: `mixing`
     (`tfdml.mixing.Metrix`, adds a mixed loss to training steps) and `proximal`
     (`tfdml.ccp.ProximalTerm`, CCP's `(lambda/2)||theta - theta*||^2` over the backbone and head).
+    `descriptor_layers`: inner backbone layers whose pooled feature maps the head's whitening appends at
+    inference (`EmbeddingHead`, `tfdml.models.tap_backbone`; training steps do not see them).
 
     Training steps log `loss` (the metric loss plus Metrix's weighted mixed loss: what validation,
     checkpoints and the NaN guard read) and its terms, each as it enters the objective: `loss_pair`
@@ -49,9 +52,20 @@ class DMLModel(keras.Model):
     """
 
     def __init__(self, backbone: keras.Model, head: EmbeddingHead, loss: MetricLoss, mixing: Any = None,
-                 proximal: Any = None, **kwargs: Any) -> None:
+                 proximal: Any = None, descriptor_layers: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backbone = backbone
+        self.descriptor_layers = list(descriptor_layers)
+        if len(self.descriptor_layers) != len(head.descriptor_dims):
+            raise ValueError(f"{len(self.descriptor_layers)} descriptor layers but the head takes "
+                             f"{len(head.descriptor_dims)} (EmbeddingHead(descriptor_dims=...))")
+        # Inference only, sharing the backbone's layers; set past Keras's tracking so that the weights are
+        # saved once, under `backbone`, and checkpoints keep their layout.
+        object.__setattr__(self, "_tapped", tap_backbone(backbone, self.descriptor_layers)
+                           if self.descriptor_layers else None)
+        if self._tapped is not None and descriptor_channels(self._tapped) != head.descriptor_dims:
+            raise ValueError(f"the descriptor layers {self.descriptor_layers} have {descriptor_channels(self._tapped)} "
+                             f"channels; the head was built for {head.descriptor_dims}")
         self.head = head
         self.metric_loss = loss
         self.mixing = mixing  # e.g. tfdml.mixing.Metrix: adds `weight * L_mix` to training steps
@@ -70,7 +84,10 @@ class DMLModel(keras.Model):
         return self.head(features, training=training)
 
     def call(self, images: Any, training: bool = False) -> Any:
-        return self.embed(self.features(images, training), training)
+        if training or self._tapped is None:
+            return self.embed(self.features(images, training), training)
+        features, *taps = self._tapped(ops.cast(images, self.compute_dtype), training=False)
+        return self.head(features, training=False, taps=taps)
 
     def build(self, input_shape: tuple) -> None:
         if not self.head.built:  # a deserialised head arrives built
@@ -280,6 +297,7 @@ class DMLModel(keras.Model):
             "loss": keras.saving.serialize_keras_object(self.metric_loss),
             "mixing": keras.saving.serialize_keras_object(self.mixing) if self.mixing is not None else None,
             "proximal": keras.saving.serialize_keras_object(self.proximal) if self.proximal is not None else None,
+            "descriptor_layers": self.descriptor_layers,
         }
 
     @classmethod

@@ -66,10 +66,19 @@ def apply_whitening(embeddings: np.ndarray, mean: np.ndarray, projection: np.nda
     return l2_normalise((np.asarray(embeddings, np.float32) - mean) @ projection)
 
 
+def unfitted_whitening(dim: int, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(mean, projection)` that keep the first `keep` of `dim` columns and zero the rest (no whitening)."""
+    return np.zeros(dim, "float32"), np.diag((np.arange(dim) < keep).astype("float32"))
+
+
 @keras.saving.register_keras_serializable(package="tfdml")
 class Whitening(layers.Layer):
-    """`l2_normalize((x - mean) @ projection)` with non-trainable `mean` and `projection` (the identity
-    until `set` gives it a fit), so a model saved with it keeps its whitening.
+    """`l2_normalize((x - mean) @ projection)` with non-trainable `mean` and `projection`, so a model
+    saved with it keeps its whitening.
+
+    Until `set` gives it a fit it passes the first `keep` columns (default: all) and zeroes the rest:
+    with `model.descriptor_layers` the input is the embedding followed by inner layers' pooled
+    features, which join only through a fitted whitening (`unfitted()` is that selection).
 
     Example:
         >>> layer = Whitening(4)
@@ -78,12 +87,19 @@ class Whitening(layers.Layer):
         array([[1., 0., 0., 0.]], dtype=float32)
     """
 
-    def __init__(self, dim: int, **kwargs: Any) -> None:
+    def __init__(self, dim: int, keep: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dim = int(dim)
+        self.keep = self.dim if keep is None else int(keep)
+        if not 0 < self.keep <= self.dim:
+            raise ValueError(f"keep must be in [1, {self.dim}], got {self.keep}")
         self.mean = self.add_weight(shape=(self.dim,), initializer="zeros", trainable=False, name="mean")
-        self.projection = self.add_weight(shape=(self.dim, self.dim), initializer="identity", trainable=False,
-                                          name="projection")
+        self.projection = self.add_weight(shape=(self.dim, self.dim), trainable=False, name="projection",
+                                          initializer=lambda shape, dtype=None: ops.cast(self.unfitted()[1], dtype))
+
+    def unfitted(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(mean, projection)` before a fit (`unfitted_whitening`)."""
+        return unfitted_whitening(self.dim, self.keep)
 
     def set(self, mean: np.ndarray, projection: np.ndarray) -> None:
         """Use the whitening `fit_whitening` returned."""
@@ -100,4 +116,4 @@ class Whitening(layers.Layer):
         return input_shape
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "dim": self.dim}
+        return {**super().get_config(), "dim": self.dim, "keep": self.keep}

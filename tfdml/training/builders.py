@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import keras
 import numpy as np
@@ -20,7 +20,7 @@ from tfdml.distribute import num_replicas, synchronize_batchnorm
 from tfdml.errors import ConfigError
 from tfdml.losses import CrossBatchMemory, MetricLoss, get_loss, losses_supporting, supports
 from tfdml.mixing import Metrix
-from tfdml.models import DMLModel, EmbeddingHead, build_backbone
+from tfdml.models import DMLModel, EmbeddingHead, build_backbone, descriptor_channels, tap_backbone
 from tfdml.models.registry import freeze_fixed_parts
 
 
@@ -115,14 +115,28 @@ def build_model(config: Config, num_classes: int | None = None, ccp: CCP | None 
     # CCP normalises by the unit-ball projection alone (its supplement); an L2 head would make it a no-op.
     normalize = "unit_ball" if config.ccp.enabled else "l2"
     whitening = whitening_setting(config) is not None
-    head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, normalize=normalize, whitening=whitening, name="head")
+    descriptor_dims = descriptor_layer_channels(config, backbone)
+    head = EmbeddingHead(cfg.embedding_dim, pooling=cfg.pooling, normalize=normalize, whitening=whitening,
+                         descriptor_dims=descriptor_dims, name="head")
     if config.ccp.enabled and ccp is None:
         ccp = build_ccp(config, num_classes)
     loss = ccp.loss if ccp is not None else build_loss(config, num_classes)
-    model = DMLModel(backbone, head, loss, mixing=build_mixing(config),
-                     proximal=ccp.proximal if ccp is not None else None, name="dml_model")
+    model = DMLModel(backbone, head, loss, mixing=build_mixing(config), proximal=ccp.proximal if ccp is not None else None,
+                     descriptor_layers=cfg.descriptor_layers, name="dml_model")
     model.build((None, size, size, 3))
     return model
+
+
+def descriptor_layer_channels(config: Config, backbone: Any) -> list[int]:
+    """The channels of `model.descriptor_layers` in `backbone`, checked (ConfigError: one line)."""
+    layers = list(config.model.descriptor_layers)
+    if not layers:
+        return []
+    if whitening_setting(config) is None:
+        raise ConfigError(f"model.descriptor_layers {layers} join the embedding through the learned whitening; set "
+                          "model.whitening: auto (or a shrinkage), or descriptor_layers: []")
+    with _values_of("model.descriptor_layers"):
+        return descriptor_channels(tap_backbone(backbone, layers))
 
 
 def whitening_setting(config: Config) -> float | str | None:

@@ -42,7 +42,7 @@ from tfdml.training.projector import write_projector
 from tfdml.training.proxy_seeding import SEED_POOL_SIZE, SeedProxies
 from tfdml.training.resume import restore, resume_state, set_rates_from_config
 from tfdml.training.warmup import HeadWarmup
-from tfdml.training.whiten import load_whitening, save_whitening, whiten_head
+from tfdml.training.whiten import describe_raw, load_whitening, save_whitening, whiten_head
 
 
 # Below this many training steps `jit_compile: auto` does not measure: the XLA compile alone (10-100 s on
@@ -170,6 +170,8 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
 
     verbose = config.train.verbose
     train_set = test_set = whitened = None
+    if whitening is not None:
+        describe_raw(model.head)  # embed the raw descriptors once; the chosen whitening is applied in numpy
     with reraise_data_errors(data.table):
         if len(data.test) or whitening is not None:
             log(f"embedding the training split ({len(data.train)} images; for Metrix's utilization"
@@ -186,8 +188,10 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
     test, skipped = None, None
     if test_set is not None:
         (embeddings, labels), (train_embeddings, train_labels) = test_set, train_set
-        if whitened is not None and whitened["shrinkage"] is not None:  # the model's own outputs, computed in numpy
-            whitened["test_unwhitened"] = evaluate_table(embeddings, labels, data.test, config)
+        if whitened is not None:  # what the model now outputs, computed in numpy
+            if whitened["shrinkage"] is not None:
+                whitened["test_unwhitened"] = evaluate_table(
+                    apply_whitening(embeddings, *model.head.whitening.unfitted()), labels, data.test, config)
             embeddings, train_embeddings = (apply_whitening(x, whitened["mean"], whitened["projection"])
                                             for x in (embeddings, train_embeddings))
         test = evaluate_table(embeddings, labels, data.test, config, verbose=verbose)

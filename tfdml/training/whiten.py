@@ -17,7 +17,7 @@ import numpy as np
 
 from tfdml.errors import ArtifactError
 from tfdml.evaluation import evaluate_retrieval
-from tfdml.models.whitening import apply_whitening, fit_whitening
+from tfdml.models.whitening import apply_whitening, fit_whitening, unfitted_whitening
 
 #: Shrinkages `auto` tries (on the pretrained emoji runs every one of them gained on validation).
 AUTO_SHRINKAGES = (0.5, 0.2, 0.1, 0.05)
@@ -33,30 +33,34 @@ def map_at_r(embeddings: np.ndarray, labels: np.ndarray) -> float:
 
 
 def choose_whitening(setting: float | str, train: Split, val: Split | None,
-                     score: Callable[[np.ndarray, np.ndarray], float] = map_at_r) -> dict[str, Any]:
-    """The whitening `setting` (a shrinkage, or `"auto"`) gives for raw `train` embeddings, as a report.
+                     score: Callable[[np.ndarray, np.ndarray], float] = map_at_r,
+                     keep: int | None = None) -> dict[str, Any]:
+    """The whitening `setting` (a shrinkage, or `"auto"`) gives for raw `train` descriptors, as a report.
 
-    `auto` keeps the shrinkage of `AUTO_SHRINKAGES` with the best `score` on `val` (higher is better),
-    or none when the raw embeddings score best. The report (JSON-friendly but for the arrays) holds
-    every validation score (`none`: raw), the chosen `shrinkage` (None: not whitened) and, when
-    whitened, `mean` and `projection` (`tfdml.models.apply_whitening`).
+    A descriptor is the embedding (its first `keep` columns; default all) followed by any descriptor
+    layers' features (`model.descriptor_layers`); the whitening is fitted on all of it, and `none`
+    means the raw embedding alone. `auto` keeps the shrinkage of `AUTO_SHRINKAGES` with the best
+    `score` on `val` (higher is better), or none when the raw embedding scores best. The report
+    (JSON-friendly but for the arrays) holds every validation score, the chosen `shrinkage` (None:
+    not whitened), and the `mean` and `projection` to apply (`tfdml.models.apply_whitening`).
     """
     if setting == "auto" and val is None:
         raise ValueError("whitening 'auto' chooses on the validation classes: give val, or a shrinkage such as 0.2")
+    dim = train[0].shape[1]
+    raw = unfitted_whitening(dim, dim if keep is None else keep)
     candidates = AUTO_SHRINKAGES if setting == "auto" else (float(setting),)
-    fits = {s: fit_whitening(*train, shrinkage=s) for s in candidates}
+    fits: dict[float | None, tuple[np.ndarray, np.ndarray]] = {s: fit_whitening(*train, shrinkage=s) for s in candidates}
+    fits[None] = raw
     scores: dict[str, float] = {}
     chosen: float | None = candidates[0]
     if val is not None:
-        scores["none"] = score(*val)
         for s, (mean, projection) in fits.items():
-            scores[str(s)] = score(apply_whitening(val[0], mean, projection), val[1])
+            scores["none" if s is None else str(s)] = score(apply_whitening(val[0], mean, projection), val[1])
+        scores = {"none": scores.pop("none"), **scores}
         if setting == "auto":
             chosen = max(candidates, key=lambda s: scores[str(s)])
             if scores[str(chosen)] <= scores["none"]:
                 chosen = None
-    if chosen is None:
-        return {"shrinkage": None, "validation": scores}
     mean, projection = fits[chosen]
     return {"shrinkage": chosen, "validation": scores, "mean": mean, "projection": projection}
 
@@ -64,17 +68,23 @@ def choose_whitening(setting: float | str, train: Split, val: Split | None,
 def whiten_head(head: Any, setting: float | str, train: Split, val: Split | None,
                 score: Callable[[np.ndarray, np.ndarray], float] = map_at_r,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Set `head.whitening` to what `choose_whitening` picks (the identity when it picks none); its report."""
-    report = choose_whitening(setting, train, val, score)
+    """Set `head.whitening` to what `choose_whitening` picks for the raw descriptors `train` and `val`
+    (`head.describe`; without descriptor layers, the embeddings), and return its report."""
+    report = choose_whitening(setting, train, val, score, keep=head.dim)
+    head.whitening.set(report["mean"], report["projection"])
     shown = ", ".join(f"{k} {v:.4f}" for k, v in report["validation"].items())
+    extra = f" and {len(head.descriptor_dims)} descriptor layers" if head.descriptor_dims else ""
     if report["shrinkage"] is None:
         log(f"whitening: the raw embeddings rank first on the validation classes ({shown}); not whitened")
-        head.whitening.set(np.zeros(head.dim, "float32"), np.eye(head.dim, dtype="float32"))
     else:
-        head.whitening.set(report["mean"], report["projection"])
-        log(f"whitening: shrinkage {report['shrinkage']}, fitted on {len(train[0])} training embeddings"
+        log(f"whitening: shrinkage {report['shrinkage']}, fitted on {len(train[0])} training embeddings{extra}"
             + (f"; validation (none = raw): {shown}" if shown else ""))
     return report
+
+
+def describe_raw(head: Any) -> None:
+    """Set `head.whitening` to the identity, so that the model outputs raw descriptors to fit on."""
+    head.whitening.set(np.zeros(head.whitening.dim, "float32"), np.eye(head.whitening.dim, dtype="float32"))
 
 
 def save_whitening(report: dict[str, Any], checkpoints: Path) -> None:
