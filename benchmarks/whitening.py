@@ -3,9 +3,11 @@
 Each run is loaded as it tested (`load_run`), its training, validation and test splits embedded, and
 `choose_whitening` applied exactly as a run with `model.whitening: SETTING` does after training
 (fitted on the training classes, shrinkage chosen on the validation classes). The test column is
-read for the record, after the choice. Usage:
+read for the record, after the choice. `--descriptor-layers L...` does what `model.descriptor_layers`
+adds (`tfdml.training.whiten.with_descriptor_layers`). Usage:
 
     .venv/bin/python benchmarks/whitening.py runs/bench_pretrained/ms_e24_s{0,1,2}_b600_train.jit_compile=false
+    .venv/bin/python benchmarks/whitening.py RUN... --descriptor-layers conv_pw_11_relu conv_pw_12_relu
 """
 
 from __future__ import annotations
@@ -19,28 +21,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--setting", default="auto", help="auto, or a shrinkage in (0, 1]")
+    parser.add_argument("--descriptor-layers", nargs="*", default=[],
+                        help="backbone layers whose pooled features join the embedding (model.descriptor_layers)")
     args = parser.parse_args()
     setting = args.setting if args.setting == "auto" else float(args.setting)
 
     from tfdml.evaluation.callback import embed_dataset
-    from tfdml.models import apply_whitening
+    from tfdml.models.whitening import apply_whitening, unfitted_whitening
     from tfdml.training.builders import build_data
     from tfdml.training.runner import evaluate_table, load_run
-    from tfdml.training.whiten import choose_whitening
+    from tfdml.training.whiten import choose_whitening, describe_raw, with_descriptor_layers
 
     print(f"model.whitening: {setting}\n\n| run | validation (eval.monitor) raw / whitened | shrinkage | "
           "test R@1 raw -> whitened | test MAP@R raw -> whitened |\n|---|---|---|---|---|")
     gains: dict[str, list[float]] = {"recall@1": [], "map@r": []}
     for run_dir in args.runs:
         config, model = load_run(run_dir)
+        if args.descriptor_layers:  # the tested weights; the new head keeps the linear layer, not a whitening
+            model = with_descriptor_layers(model, args.descriptor_layers)
+            describe_raw(model.head)
         data = build_data(config, lambda *_: None)
         train, val, test = (embed_dataset(model, data.eval_dataset(t, config)) for t in (data.train, data.val, data.test))
         monitor = config.eval.monitor
-        report = choose_whitening(setting, train, val, lambda x, y: evaluate_table(x, y, data.val, config)[monitor])
-        whitened = test[0]
-        if report["shrinkage"] is not None:
-            whitened = apply_whitening(test[0], report["mean"], report["projection"])
-        before, after = (evaluate_table(x, test[1], data.test, config) for x in (test[0], whitened))
+        keep = config.model.embedding_dim
+        report = choose_whitening(setting, train, val, lambda x, y: evaluate_table(x, y, data.val, config)[monitor],
+                                  keep=keep)
+        raw = apply_whitening(test[0], *unfitted_whitening(test[0].shape[1], keep))  # the embedding alone
+        whitened = apply_whitening(test[0], report["mean"], report["projection"])
+        before, after = (evaluate_table(x, test[1], data.test, config) for x in (raw, whitened))
         for key, values in gains.items():
             values.append(after[key] - before[key])
         chosen = report["validation"].get(str(report["shrinkage"]), report["validation"]["none"])

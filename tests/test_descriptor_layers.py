@@ -19,6 +19,7 @@ from tfdml.models import DMLModel, EmbeddingHead, build_backbone, descriptor_cha
 from tfdml.training import run
 from tfdml.training.builders import build_data
 from tfdml.training.runner import load_run
+from tfdml.training.whiten import describe_raw, with_descriptor_layers
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["sampler.batch_size=32", "train.steps_per_epoch=3", "model.backbone_args.widths=[8,16]",
@@ -125,3 +126,15 @@ def test_a_run_with_descriptor_layers_selects_on_its_embedding_and_serves_the_wh
     images = next(iter(data.eval_dataset(data.test, loaded_config)))[0][:8]
     exported = tf.saved_model.load(str(tmp_path / "d" / "saved_model"))
     np.testing.assert_allclose(exported.serve(images).numpy(), saved["embeddings"][:8], atol=1e-4)
+
+
+def test_with_descriptor_layers_taps_a_trained_model_without_retraining():
+    plain = DMLModel(build_backbone("small_cnn", (32, 32, 3), widths=[8, 16]), EmbeddingHead(16),
+                     MultiSimilarityLoss())
+    plain.build((None, 32, 32, 3))
+    tapped = with_descriptor_layers(plain, ["block0_relu1"])
+    assert tapped.backbone is plain.backbone and tapped.head.descriptor_dims == [8]
+    np.testing.assert_allclose(tapped(IMAGES), np.pad(plain(IMAGES), ((0, 0), (0, 8))), atol=1e-5)  # unfitted
+    describe_raw(tapped.head)
+    described = tapped(IMAGES).numpy() * np.sqrt(2.0)
+    np.testing.assert_allclose(described[:, :16], plain(IMAGES), atol=1e-5)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from tfdml.errors import ArtifactError
 from tfdml.evaluation import evaluate_retrieval
+from tfdml.models import DMLModel, EmbeddingHead, descriptor_channels, tap_backbone
 from tfdml.models.whitening import apply_whitening, fit_whitening, unfitted_whitening
 
 #: Shrinkages `auto` tries (on the pretrained emoji runs every one of them gained on validation).
@@ -80,6 +81,26 @@ def whiten_head(head: Any, setting: float | str, train: Split, val: Split | None
         log(f"whitening: shrinkage {report['shrinkage']}, fitted on {len(train[0])} training embeddings{extra}"
             + (f"; validation (none = raw): {shown}" if shown else ""))
     return report
+
+
+def with_descriptor_layers(model: DMLModel, layers: Sequence[str]) -> DMLModel:
+    """A model that serves `model`'s embedding followed by `layers`' pooled features through a new,
+    unfitted whitening (`whiten_head` fits it): to try `model.descriptor_layers` on a trained model.
+
+    It shares `model`'s backbone and loss, and copies its head's linear layer.
+
+    Example (not run as a doctest: it needs a trained model):
+        >>> tapped = with_descriptor_layers(model, ["conv_pw_11_relu"])  # doctest: +SKIP
+        >>> describe_raw(tapped.head); train = embed_dataset(tapped, train_ds)  # doctest: +SKIP
+    """
+    head = model.head
+    dims = descriptor_channels(tap_backbone(model.backbone, layers))
+    new_head = EmbeddingHead(head.dim, pooling=head.pooling, normalize=head.normalize, whitening=True,
+                             descriptor_dims=dims, name=head.name)
+    tapped = DMLModel(model.backbone, new_head, model.metric_loss, descriptor_layers=layers, name=model.name)
+    tapped.build((None, *model.backbone.input_shape[1:]))
+    new_head.linear.set_weights(head.linear.get_weights())
+    return tapped
 
 
 def describe_raw(head: Any) -> None:
