@@ -78,6 +78,19 @@ def test_fitted_schedule_is_the_one_the_traced_step_applies():
     assert float(new(horizon * steps)) == 0.0  # the rate decayed fully within the budget
 
 
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_strict_budget_never_trains_past_it_and_a_plain_one_ends_the_epoch_it_runs_out_in(strict):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    budget = TimeBudget(1.85, strict=strict)
+    x = np.ones((8, 1), "float32")
+    history = model.fit(x, x, epochs=20, verbose=0, callbacks=[budget, Slow(0.3)])
+    if strict:  # 0.3 s epochs: stopped where one more would pass 1.85 s, so it ends below it
+        assert budget.spent_s < 1.85 < budget.spent_s + budget.last_epoch_s
+    else:  # the epoch in which 1.85 s ran out is finished
+        assert budget.spent_s >= 1.85 and len(history.epoch) < 20
+
+
 def test_a_run_that_fits_its_budget_is_left_alone():
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.1, 12)), loss="mse")

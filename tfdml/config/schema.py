@@ -130,6 +130,8 @@ class TrainConfig:
     epochs: int = _f(40, min=1)
     steps_per_epoch: Optional[int] = _f(None, min=1)
     time_budget_s: Optional[float] = _f(None, min=0.0)
+    # true: end after the last epoch that fits in the budget at the latest epoch's pace (training never overruns it)
+    time_budget_strict: bool = _f(False)
     # With time_budget_s: after its second full epoch (past any head warm-up), shorten the run (and its cosine schedule) to the epochs that fit
     # in the budget at that pace, so the rate decays fully on a slower machine instead of being cut part-way.
     fit_schedule_to_budget: bool = _f(False)
@@ -181,6 +183,7 @@ class Config:
 
 # Keys that may change between an interrupted run and its resumption without making the checkpoint
 # belong to another experiment.
-RESUMABLE_KEYS = ("train.epochs", "train.time_budget_s", "train.verbose", "output_dir", "name", "export.saved_model",
+RESUMABLE_KEYS = ("train.epochs", "train.time_budget_s", "train.time_budget_strict", "train.verbose", "output_dir", "name",
+                  "export.saved_model",
                   # NaN recovery: the resumed optimizers take the new rate and clipping (their state is kept)
                   "optimizer.learning_rate", "optimizer.clipnorm", "optimizer.clipvalue")

@@ -96,11 +96,6 @@ class EmbeddingHead(layers.Layer):
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.dim)
 
-    @property
-    def output_dim(self) -> int:
-        """The inference output's width: the embedding's, plus the descriptor layers' channels."""
-        return self.whitening.dim if self.whitening is not None else self.dim
-
     def get_config(self) -> dict:
         return {**super().get_config(), "dim": self.dim, "pooling": self.pooling, "normalize": self.normalize,
                 "whitening": self.whitening is not None, "descriptor_dims": self.descriptor_dims}

@@ -1,6 +1,7 @@
 """A training-time budget, and a learning-rate schedule that ends with it.
 
-`train.time_budget_s` stops a run after the epoch in which its seconds ran out. A cosine schedule
+`train.time_budget_s` stops a run after the epoch in which its seconds ran out (with
+`train.time_budget_strict`, after the last epoch that fits at the pace of the one before). A cosine schedule
 planned for `train.epochs` is then cut part-way, at a rate still far from its end, and how far
 depends on the machine (the pretrained emoji config fits 24 epochs in 600 s on one 2-core machine
 and 14 on another). With `train.fit_schedule_to_budget` the run measures its pace and shortens
@@ -18,15 +19,21 @@ from tfdml.models.optim import model_optimizers
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop at the end of the epoch in which `budget_s` seconds of training (across resumes) ran out.
+    """Stop at the end of the epoch in which `budget_s` seconds of training (across resumes) ran out,
+    or, `strict`, at the end of the last epoch that fits: when another at this epoch's pace would not.
 
     `spent_s` and `horizon` (the epochs `FitScheduleToBudget` shortened the run to, or None) are the
     state a checkpoint keeps; `last_epoch_s` is the duration of the latest epoch of this process.
+
+    Example:
+        >>> budget = TimeBudget(100.0, already_spent_s=55.0, strict=True)
+        >>> budget.would_overrun(epoch_s=50.0), TimeBudget(100.0, 55.0).would_overrun(epoch_s=50.0)
+        (True, False)
     """
 
-    def __init__(self, budget_s: float | None, already_spent_s: float = 0.0) -> None:
+    def __init__(self, budget_s: float | None, already_spent_s: float = 0.0, strict: bool = False) -> None:
         super().__init__()
-        self.budget_s, self.spent_s = budget_s, already_spent_s
+        self.budget_s, self.spent_s, self.strict = budget_s, already_spent_s, strict
         self.horizon: int | None = None
         self.last_epoch_s = 0.0
         self._start = 0.0
@@ -37,8 +44,14 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.last_epoch_s = time.monotonic() - self._start
         self.spent_s += self.last_epoch_s
-        if self.budget_s is not None and self.spent_s >= self.budget_s:
+        if self.would_overrun(self.last_epoch_s):
             self.model.stop_training = True
+
+    def would_overrun(self, epoch_s: float) -> bool:
+        """Whether training stops now, the latest epoch having taken `epoch_s`."""
+        if self.budget_s is None:
+            return False
+        return self.spent_s >= self.budget_s or (self.strict and self.spent_s + epoch_s > self.budget_s)
 
 
 def epochs_in_budget(done: int, spent_s: float, epoch_s: float, budget_s: float, planned: int) -> int:

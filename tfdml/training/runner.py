@@ -105,7 +105,7 @@ def _run(config: Config, log: Any, callbacks: Sequence[keras.callbacks.Callback]
                                      every_epochs=config.eval.every_epochs, ks=config.eval.ks,
                                      backend=config.eval.backend)
     validation.hint = non_finite_hint(config.optimizer.learning_rate)
-    budget = TimeBudget(config.train.time_budget_s)
+    budget = TimeBudget(config.train.time_budget_s, strict=config.train.time_budget_strict)
     checkpoint = RunCheckpoint(run_dir / "checkpoints", validation, budget)
     start_epoch = 0
     if state is not None:

@@ -2,6 +2,7 @@
 shrinkage chosen on the validation classes (`auto`) or given, and keep it with the run.
 
 Example (not run as a doctest: it needs a model trained with `EmbeddingHead(..., whitening=True)`):
+    >>> describe_raw(model.head)  # the model outputs what the whitening is fitted on  # doctest: +SKIP
     >>> train, val = embed_dataset(model, train_ds), embed_dataset(model, val_ds)  # doctest: +SKIP
     >>> whiten_head(model.head, "auto", train, val)["shrinkage"]  # MAP@R on val picks  # doctest: +SKIP
     0.5
