@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import types
 
 import keras
 import numpy as np
@@ -13,6 +14,7 @@ from keras import ops
 from tfdml.errors import ConfigError
 from tfdml.models.optim import scaled_clone
 from tfdml.training import run
+from tfdml.training import budget as budget_module
 from tfdml.training.budget import FitScheduleToBudget, TimeBudget, epochs_in_budget, set_schedule_length
 
 from test_training import tiny_config
@@ -78,17 +80,31 @@ def test_fitted_schedule_is_the_one_the_traced_step_applies():
     assert float(new(horizon * steps)) == 0.0  # the rate decayed fully within the budget
 
 
-@pytest.mark.parametrize("strict", [False, True])
-def test_a_strict_budget_never_trains_past_it_and_a_plain_one_ends_the_epoch_it_runs_out_in(strict):
+class Clock(keras.callbacks.Callback):
+    """The budget's clock, advanced by `seconds[epoch]` during each epoch: exact epoch times, no sleeping."""
+
+    def __init__(self, seconds: list[float]) -> None:
+        super().__init__()
+        self.seconds, self.now = seconds, 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.now += self.seconds[epoch]
+
+
+@pytest.mark.parametrize("strict, epochs, spent", [(True, 5, 1.7), (False, 6, 2.0)])
+def test_a_strict_budget_stops_before_the_epoch_that_would_pass_it(monkeypatch, strict, epochs, spent):
+    clock = Clock([0.5] + [0.3] * 19)  # a first epoch that traces, then 0.3 s each
+    monkeypatch.setattr(budget_module, "time", types.SimpleNamespace(monotonic=clock))
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     budget = TimeBudget(1.85, strict=strict)
     x = np.ones((8, 1), "float32")
-    history = model.fit(x, x, epochs=20, verbose=0, callbacks=[budget, Slow(0.3)])
-    if strict:  # 0.3 s epochs: stopped where one more would pass 1.85 s, so it ends below it
-        assert budget.spent_s < 1.85 < budget.spent_s + budget.last_epoch_s
-    else:  # the epoch in which 1.85 s ran out is finished
-        assert budget.spent_s >= 1.85 and len(history.epoch) < 20
+    history = model.fit(x, x, epochs=20, verbose=0, callbacks=[budget, clock])
+    # strict: after 1.7 s a sixth epoch (0.3 s) would pass 1.85 s; plain: the sixth is the one it runs out in
+    assert len(history.epoch) == epochs and budget.spent_s == pytest.approx(spent)
 
 
 def test_a_run_that_fits_its_budget_is_left_alone():
