@@ -39,6 +39,7 @@ def main() -> None:
         config, model = load_run(run_dir)
         if args.descriptor_layers:  # the tested weights; the new head keeps the linear layer, not a whitening
             model = with_descriptor_layers(model, args.descriptor_layers)
+        if model.head.whitening is not None:  # a run's own fitted whitening: start from its raw descriptors
             describe_raw(model.head)
         data = build_data(config, lambda *_: None)
         train, val, test = (embed_dataset(model, data.eval_dataset(t, config)) for t in (data.train, data.val, data.test))
