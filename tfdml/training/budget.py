@@ -27,7 +27,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     Example:
         >>> budget = TimeBudget(100.0, already_spent_s=55.0, strict=True)
-        >>> budget.would_overrun(epoch_s=50.0), TimeBudget(100.0, 55.0).would_overrun(epoch_s=50.0)
+        >>> budget.should_stop(epoch_s=50.0), TimeBudget(100.0, 55.0).should_stop(epoch_s=50.0)
         (True, False)
     """
 
@@ -44,11 +44,12 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.last_epoch_s = time.monotonic() - self._start
         self.spent_s += self.last_epoch_s
-        if self.would_overrun(self.last_epoch_s):
+        if self.should_stop(self.last_epoch_s):
             self.model.stop_training = True
 
-    def would_overrun(self, epoch_s: float) -> bool:
-        """Whether training stops now, the latest epoch having taken `epoch_s`."""
+    def should_stop(self, epoch_s: float) -> bool:
+        """Whether training stops after an epoch that took `epoch_s` (the budget is spent, or, strict, the
+        next epoch at that pace would pass it)."""
         if self.budget_s is None:
             return False
         return self.spent_s >= self.budget_s or (self.strict and self.spent_s + epoch_s > self.budget_s)

@@ -51,14 +51,13 @@ def choose_whitening(setting: float | str, train: Split, val: Split | None,
     dim = train[0].shape[1]
     raw = unfitted_whitening(dim, dim if keep is None else keep)
     candidates = AUTO_SHRINKAGES if setting == "auto" else (float(setting),)
-    fits: dict[float | None, tuple[np.ndarray, np.ndarray]] = {s: fit_whitening(*train, shrinkage=s) for s in candidates}
-    fits[None] = raw
+    fits: dict[float | None, tuple[np.ndarray, np.ndarray]] = {
+        None: raw, **{s: fit_whitening(*train, shrinkage=s) for s in candidates}}
     scores: dict[str, float] = {}
     chosen: float | None = candidates[0]
     if val is not None:
         for s, (mean, projection) in fits.items():
             scores["none" if s is None else str(s)] = score(apply_whitening(val[0], mean, projection), val[1])
-        scores = {"none": scores.pop("none"), **scores}
         if setting == "auto":
             chosen = max(candidates, key=lambda s: scores[str(s)])
             if scores[str(chosen)] <= scores["none"]:
